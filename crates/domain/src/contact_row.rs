@@ -1,0 +1,607 @@
+//! Contact CSV columns: matching headers and validating one record into a
+//! [`ContactDraft`] or a list of row errors. Messages never contain the phone
+//! number or a personalisation value.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+
+use crate::evidence::{ConsentType, Exemption, RegistryStatus, WASH_DAY_ZONE};
+use crate::hours::CallType;
+use crate::phone::{normalise, NormalisedNumber, NumberPolicy};
+use crate::zone::{parse_recipient_timezone, ExplicitZone};
+
+pub const MAX_CONTACT_REF_CHARS: usize = 128;
+pub const MAX_PERSONALISATION_CHARS: usize = 1024;
+pub const DEFAULT_PRIORITY: u8 = 5;
+
+/// The columns the importer knows, besides approved personalisation keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Column {
+    ToNumber,
+    ContactRef,
+    RecipientTimezone,
+    RegistryStatus,
+    RegistryCheckedAt,
+    RegistryEvidence,
+    ConsentType,
+    ConsentEvidence,
+    ConsentGivenAt,
+    ConsentExpiresAt,
+    Exemption,
+    CallType,
+    Priority,
+    MaxAttempts,
+}
+
+impl Column {
+    pub const ALL: [Column; 14] = [
+        Column::ToNumber,
+        Column::ContactRef,
+        Column::RecipientTimezone,
+        Column::RegistryStatus,
+        Column::RegistryCheckedAt,
+        Column::RegistryEvidence,
+        Column::ConsentType,
+        Column::ConsentEvidence,
+        Column::ConsentGivenAt,
+        Column::ConsentExpiresAt,
+        Column::Exemption,
+        Column::CallType,
+        Column::Priority,
+        Column::MaxAttempts,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Column::ToNumber => "to_number",
+            Column::ContactRef => "contact_ref",
+            Column::RecipientTimezone => "recipient_timezone",
+            Column::RegistryStatus => "registry_status",
+            Column::RegistryCheckedAt => "registry_checked_at",
+            Column::RegistryEvidence => "registry_evidence",
+            Column::ConsentType => "consent_type",
+            Column::ConsentEvidence => "consent_evidence",
+            Column::ConsentGivenAt => "consent_given_at",
+            Column::ConsentExpiresAt => "consent_expires_at",
+            Column::Exemption => "exemption",
+            Column::CallType => "call_type",
+            Column::Priority => "priority",
+            Column::MaxAttempts => "max_attempts",
+        }
+    }
+}
+
+/// Normalises a header or a personalisation key: trimmed, lower case, with
+/// space and `-` read as `_`.
+pub fn normalise_header(header: &str) -> String {
+    header
+        .trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
+        .chars()
+        .map(|c| match c {
+            ' ' | '-' => '_',
+            other => other.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// What each position of a record holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slot {
+    Known(Column),
+    Personalisation(String),
+    Dropped,
+}
+
+/// File-level header problems. Each fails the whole file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("the required column to_number is missing")]
+    MissingRequiredColumn,
+    #[error("column {0:?} appears more than once")]
+    DuplicateColumn(String),
+    #[error("column {0:?} is neither a contact column nor an approved personalisation key; approve it on the campaign or ask to drop unknown columns")]
+    UnknownColumn(String),
+}
+
+impl HeaderError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            HeaderError::MissingRequiredColumn => "missing_required_column",
+            HeaderError::DuplicateColumn(_) => "duplicate_column",
+            HeaderError::UnknownColumn(_) => "unknown_column",
+        }
+    }
+}
+
+/// The meaning of each header position.
+#[derive(Debug, Clone)]
+pub struct HeaderMap {
+    pub slots: Vec<Slot>,
+    /// Normalised names of columns that were dropped as unknown.
+    pub dropped: Vec<String>,
+}
+
+impl HeaderMap {
+    /// Maps headers to columns.
+    ///
+    /// # Errors
+    /// Fails on a missing `to_number`, a repeated column, and an unknown column
+    /// unless `drop_unknown` is set.
+    pub fn build(
+        headers: &[&str],
+        personalisation_keys: &[String],
+        drop_unknown: bool,
+    ) -> Result<Self, HeaderError> {
+        let approved: Vec<String> = personalisation_keys.iter().map(|k| normalise_header(k)).collect();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut slots = Vec::with_capacity(headers.len());
+        let mut dropped = Vec::new();
+        for header in headers {
+            let name = normalise_header(header);
+            if name.is_empty() {
+                // A trailing delimiter in a spreadsheet export leaves a blank header.
+                slots.push(Slot::Dropped);
+                continue;
+            }
+            if seen.insert(name.clone(), slots.len()).is_some() {
+                return Err(HeaderError::DuplicateColumn(name));
+            }
+            let slot = if let Some(column) = Column::ALL.into_iter().find(|c| c.name() == name) {
+                Slot::Known(column)
+            } else if approved.contains(&name) {
+                Slot::Personalisation(name)
+            } else if drop_unknown {
+                dropped.push(name);
+                Slot::Dropped
+            } else {
+                return Err(HeaderError::UnknownColumn(name));
+            };
+            slots.push(slot);
+        }
+        if !slots.contains(&Slot::Known(Column::ToNumber)) {
+            return Err(HeaderError::MissingRequiredColumn);
+        }
+        Ok(Self { slots, dropped })
+    }
+
+    pub fn position(&self, column: Column) -> Option<usize> {
+        self.slots.iter().position(|slot| *slot == Slot::Known(column))
+    }
+}
+
+/// A row-level error or warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowIssue {
+    pub column: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl RowIssue {
+    fn new(column: Column, code: &'static str, message: impl Into<String>) -> Self {
+        Self { column: column.name().to_owned(), code, message: message.into() }
+    }
+}
+
+/// Consent as imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentDraft {
+    pub consent_type: ConsentType,
+    pub evidence: Option<String>,
+    pub given_on: Option<NaiveDate>,
+    pub expires_on: Option<NaiveDate>,
+}
+
+/// A validated contact, ready to encrypt and store.
+#[derive(Debug, Clone)]
+pub struct ContactDraft {
+    pub number: NormalisedNumber,
+    pub contact_ref: Option<String>,
+    pub explicit_zone: Option<ExplicitZone>,
+    pub registry_status: Option<RegistryStatus>,
+    pub registry_checked_at: Option<DateTime<Utc>>,
+    pub registry_evidence: Option<String>,
+    pub consent: Option<ConsentDraft>,
+    pub exemption: Option<Exemption>,
+    pub priority: u8,
+    pub max_attempts: Option<u8>,
+    pub personalisation: Vec<(String, String)>,
+    pub warnings: Vec<RowIssue>,
+}
+
+/// Campaign settings the row rules read.
+#[derive(Debug, Clone, Copy)]
+pub struct RowContext {
+    pub call_type: CallType,
+    pub number_policy: NumberPolicy,
+}
+
+/// Validates one record.
+///
+/// # Errors
+/// Returns every problem found in the record; the record is then rejected.
+pub fn validate_record(
+    map: &HeaderMap,
+    fields: &[&str],
+    context: RowContext,
+) -> Result<ContactDraft, Vec<RowIssue>> {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let field = |column: Column| -> Option<&str> {
+        let value = fields.get(map.position(column)?)?.trim();
+        (!value.is_empty()).then_some(value)
+    };
+
+    let number = match normalise(field(Column::ToNumber).unwrap_or(""), context.number_policy) {
+        Ok(number) => {
+            for warning in &number.warnings {
+                warnings.push(RowIssue::new(Column::ToNumber, warning.code(), warning.message()));
+            }
+            Some(number)
+        }
+        Err(error) => {
+            errors.push(RowIssue::new(Column::ToNumber, error.code(), error.to_string()));
+            None
+        }
+    };
+
+    let contact_ref = field(Column::ContactRef).map(str::to_owned);
+    if contact_ref.as_ref().is_some_and(|r| r.chars().count() > MAX_CONTACT_REF_CHARS) {
+        errors.push(RowIssue::new(
+            Column::ContactRef,
+            "value_too_long",
+            format!("contact_ref is longer than {MAX_CONTACT_REF_CHARS} characters"),
+        ));
+    }
+
+    let explicit_zone = match field(Column::RecipientTimezone).map(parse_recipient_timezone) {
+        None => None,
+        Some(Ok(zone)) => Some(zone),
+        Some(Err(error)) => {
+            errors.push(RowIssue::new(
+                Column::RecipientTimezone,
+                "invalid_recipient_timezone",
+                error.to_string(),
+            ));
+            None
+        }
+    };
+
+    let registry_status = match field(Column::RegistryStatus) {
+        None => None,
+        Some(value) => match RegistryStatus::parse(value) {
+            Some(status) => Some(status),
+            None => {
+                errors.push(RowIssue::new(
+                    Column::RegistryStatus,
+                    "invalid_registry_status",
+                    "registry_status must be not_registered, registered or invalid (or N, Y, I)",
+                ));
+                None
+            }
+        },
+    };
+    let registry_checked_at = parse_date_field(field(Column::RegistryCheckedAt), Column::RegistryCheckedAt, &mut errors)
+        .map(|(instant, _)| instant);
+    if registry_status.is_some() && registry_checked_at.is_none() && field(Column::RegistryCheckedAt).is_none() {
+        warnings.push(RowIssue::new(
+            Column::RegistryCheckedAt,
+            "missing_registry_checked_at",
+            "registry_status has no registry_checked_at, so it cannot be shown current; attach a wash result",
+        ));
+    }
+    let registry_evidence = field(Column::RegistryEvidence).map(str::to_owned);
+
+    let consent = validate_consent(&field, &mut errors);
+
+    let exemption = match field(Column::Exemption) {
+        None => None,
+        Some(value) => match Exemption::parse(value) {
+            Some(exemption) => Some(exemption),
+            None => {
+                errors.push(RowIssue::new(
+                    Column::Exemption,
+                    "invalid_exemption",
+                    "exemption must be government, charity, political or education",
+                ));
+                None
+            }
+        },
+    };
+
+    if let Some(value) = field(Column::CallType) {
+        if CallType::parse(value) != Some(context.call_type) {
+            errors.push(RowIssue::new(
+                Column::CallType,
+                "call_type_mismatch",
+                format!("call_type must match the campaign's call type ({})", context.call_type),
+            ));
+        }
+    }
+
+    let priority = match field(Column::Priority) {
+        None => DEFAULT_PRIORITY,
+        Some(value) => match parse_bounded(value) {
+            Some(priority) => priority,
+            None => {
+                errors.push(RowIssue::new(
+                    Column::Priority,
+                    "invalid_priority",
+                    "priority must be a whole number from 1 to 10",
+                ));
+                DEFAULT_PRIORITY
+            }
+        },
+    };
+    let max_attempts = match field(Column::MaxAttempts) {
+        None => None,
+        Some(value) => {
+            let parsed = parse_bounded(value);
+            if parsed.is_none() {
+                errors.push(RowIssue::new(
+                    Column::MaxAttempts,
+                    "invalid_max_attempts",
+                    "max_attempts must be a whole number from 1 to 10",
+                ));
+            }
+            parsed
+        }
+    };
+
+    let mut personalisation = Vec::new();
+    for (position, slot) in map.slots.iter().enumerate() {
+        let Slot::Personalisation(key) = slot else {
+            continue;
+        };
+        let value = fields.get(position).map(|v| v.trim()).unwrap_or("");
+        if value.is_empty() {
+            continue;
+        }
+        if value.chars().count() > MAX_PERSONALISATION_CHARS {
+            errors.push(RowIssue {
+                column: key.clone(),
+                code: "value_too_long",
+                message: format!("{key} is longer than {MAX_PERSONALISATION_CHARS} characters"),
+            });
+            continue;
+        }
+        personalisation.push((key.clone(), value.to_owned()));
+    }
+
+    match number {
+        Some(number) if errors.is_empty() => Ok(ContactDraft {
+            number,
+            contact_ref,
+            explicit_zone,
+            registry_status,
+            registry_checked_at,
+            registry_evidence,
+            consent,
+            exemption,
+            priority,
+            max_attempts,
+            personalisation,
+            warnings,
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn validate_consent<'a>(
+    field: &impl Fn(Column) -> Option<&'a str>,
+    errors: &mut Vec<RowIssue>,
+) -> Option<ConsentDraft> {
+    let given_on = parse_date_field(field(Column::ConsentGivenAt), Column::ConsentGivenAt, errors)
+        .map(|(_, date)| date);
+    let expires_on = parse_date_field(field(Column::ConsentExpiresAt), Column::ConsentExpiresAt, errors)
+        .map(|(_, date)| date);
+    let evidence = field(Column::ConsentEvidence).map(str::to_owned);
+    let Some(type_text) = field(Column::ConsentType) else {
+        if given_on.is_some() || expires_on.is_some() || evidence.is_some() {
+            errors.push(RowIssue::new(
+                Column::ConsentType,
+                "invalid_consent",
+                "consent details are given without consent_type (express or inferred)",
+            ));
+        }
+        return None;
+    };
+    let Some(consent_type) = ConsentType::parse(type_text) else {
+        errors.push(RowIssue::new(
+            Column::ConsentType,
+            "invalid_consent",
+            "consent_type must be express or inferred",
+        ));
+        return None;
+    };
+    if let (Some(given), Some(expires)) = (given_on, expires_on) {
+        if expires < given {
+            errors.push(RowIssue::new(
+                Column::ConsentExpiresAt,
+                "invalid_consent",
+                "consent_expires_at is before consent_given_at",
+            ));
+            return None;
+        }
+    }
+    if consent_type == ConsentType::Express && given_on.is_none() && expires_on.is_none() {
+        errors.push(RowIssue::new(
+            Column::ConsentGivenAt,
+            "invalid_consent",
+            "express consent needs consent_given_at (or consent_expires_at) so its period can be checked",
+        ));
+        return None;
+    }
+    Some(ConsentDraft { consent_type, evidence, given_on, expires_on })
+}
+
+/// Parses an ISO 8601 date (`2026-11-20`) or date-time (`2026-11-20T10:15:00+11:00`,
+/// or without an offset, read as Australia/Sydney time). Dates without a time are
+/// read as the start of that day in Australia/Sydney.
+pub fn parse_iso_date_or_time(value: &str) -> Option<(DateTime<Utc>, NaiveDate)> {
+    let value = value.trim();
+    if let Ok(date) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        let start = WASH_DAY_ZONE
+            .from_local_datetime(&date.and_hms_opt(0, 0, 0)?)
+            .earliest()?;
+        return Some((start.with_timezone(&Utc), date));
+    }
+    if let Ok(instant) = DateTime::parse_from_rfc3339(value) {
+        let utc = instant.with_timezone(&Utc);
+        return Some((utc, instant.date_naive()));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(local) = NaiveDateTime::parse_from_str(value, format) {
+            let instant = WASH_DAY_ZONE.from_local_datetime(&local).earliest()?;
+            return Some((instant.with_timezone(&Utc), local.date()));
+        }
+    }
+    None
+}
+
+fn parse_date_field(
+    value: Option<&str>,
+    column: Column,
+    errors: &mut Vec<RowIssue>,
+) -> Option<(DateTime<Utc>, NaiveDate)> {
+    let value = value?;
+    let parsed = parse_iso_date_or_time(value);
+    if parsed.is_none() {
+        errors.push(RowIssue::new(
+            column,
+            "invalid_date",
+            format!("{} must be an ISO 8601 date (YYYY-MM-DD) or date-time", column.name()),
+        ));
+    }
+    parsed
+}
+
+fn parse_bounded(value: &str) -> Option<u8> {
+    let value = value.trim();
+    let value = value.strip_suffix(".0").unwrap_or(value);
+    value.parse::<u8>().ok().filter(|n| (1..=10).contains(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> RowContext {
+        RowContext { call_type: CallType::Telemarketing, number_policy: NumberPolicy::default() }
+    }
+
+    fn map(headers: &[&str]) -> HeaderMap {
+        HeaderMap::build(headers, &["first_name".to_owned()], false).expect("valid headers")
+    }
+
+    fn codes(result: Result<ContactDraft, Vec<RowIssue>>) -> Vec<&'static str> {
+        result.expect_err("row should be rejected").into_iter().map(|issue| issue.code).collect()
+    }
+
+    #[test]
+    fn headers_match_case_and_separators() {
+        let map = map(&[" To Number ", "Contact-Ref", "FIRST NAME"]);
+        assert_eq!(map.slots[0], Slot::Known(Column::ToNumber));
+        assert_eq!(map.slots[1], Slot::Known(Column::ContactRef));
+        assert_eq!(map.slots[2], Slot::Personalisation("first_name".into()));
+    }
+
+    #[test]
+    fn header_errors_have_stable_codes() {
+        let keys = Vec::new();
+        let missing = HeaderMap::build(&["contact_ref"], &keys, false).map(|_| ());
+        assert_eq!(missing.map_err(|e| e.code()), Err("missing_required_column"));
+        let duplicate = HeaderMap::build(&["to_number", "To Number"], &keys, false).map(|_| ());
+        assert_eq!(duplicate.map_err(|e| e.code()), Err("duplicate_column"));
+        let unknown = HeaderMap::build(&["to_number", "nickname"], &keys, false).map(|_| ());
+        assert_eq!(unknown.map_err(|e| e.code()), Err("unknown_column"));
+        let dropped = HeaderMap::build(&["to_number", "nickname"], &keys, true).expect("dropped");
+        assert_eq!(dropped.dropped, vec!["nickname".to_owned()]);
+    }
+
+    #[test]
+    fn valid_row_becomes_draft() {
+        let map = map(&["to_number", "first_name", "priority", "registry_status", "registry_checked_at"]);
+        let draft = validate_record(&map, &["0491 570 006", "Zoë", "7", "N", "2026-11-20"], context())
+            .expect("valid row");
+        assert_eq!(draft.number.e164.as_str(), "+61491570006");
+        assert_eq!(draft.priority, 7);
+        assert_eq!(draft.registry_status, Some(RegistryStatus::NotRegistered));
+        assert_eq!(draft.personalisation, vec![("first_name".to_owned(), "Zoë".to_owned())]);
+    }
+
+    #[test]
+    fn row_codes_for_each_invalid_column() {
+        let map = map(&[
+            "to_number",
+            "recipient_timezone",
+            "registry_status",
+            "registry_checked_at",
+            "priority",
+            "max_attempts",
+            "exemption",
+            "call_type",
+        ]);
+        let row = ["0491 570 006", "AEST", "maybe", "20/11/2026", "high", "11", "church", "research"];
+        assert_eq!(
+            codes(validate_record(&map, &row, context())),
+            vec![
+                "invalid_recipient_timezone",
+                "invalid_registry_status",
+                "invalid_date",
+                "invalid_exemption",
+                "call_type_mismatch",
+                "invalid_priority",
+                "invalid_max_attempts",
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_never_echo_the_number_or_personalisation() {
+        let map = map(&["to_number", "first_name"]);
+        let long_name = "x".repeat(MAX_PERSONALISATION_CHARS + 1);
+        let issues = validate_record(&map, &["0491 57A 632", &long_name], context())
+            .expect_err("rejected");
+        for issue in issues {
+            assert!(!issue.message.contains("57A"), "{}", issue.message);
+            assert!(!issue.message.contains("xxxx"), "{}", issue.message);
+        }
+    }
+
+    #[test]
+    fn missing_number_is_reported() {
+        let map = map(&["to_number", "contact_ref"]);
+        assert_eq!(codes(validate_record(&map, &["", "CRM-1"], context())), vec!["missing_to_number"]);
+    }
+
+    #[test]
+    fn consent_rules() {
+        let map = map(&["to_number", "consent_type", "consent_given_at", "consent_expires_at"]);
+        let bad_type = validate_record(&map, &["0491 570 006", "verbal", "2026-10-01", ""], context());
+        assert_eq!(codes(bad_type), vec!["invalid_consent"]);
+        let reversed =
+            validate_record(&map, &["0491 570 006", "express", "2026-10-01", "2026-09-01"], context());
+        assert_eq!(codes(reversed), vec!["invalid_consent"]);
+        let valid = validate_record(&map, &["0491 570 006", "express", "2026-10-01", ""], context())
+            .expect("valid consent");
+        assert_eq!(valid.consent.map(|c| c.consent_type), Some(ConsentType::Express));
+    }
+
+    #[test]
+    fn contact_ref_longer_than_limit() {
+        let map = map(&["to_number", "contact_ref"]);
+        let long_ref = "R".repeat(MAX_CONTACT_REF_CHARS + 1);
+        assert_eq!(codes(validate_record(&map, &["0491 570 006", &long_ref], context())), vec!["value_too_long"]);
+    }
+
+    #[test]
+    fn iso_dates_read_in_sydney() {
+        let (instant, date) = parse_iso_date_or_time("2026-11-20").expect("valid date");
+        assert_eq!(date, NaiveDate::from_ymd_opt(2026, 11, 20).expect("valid"));
+        assert_eq!(instant.to_rfc3339(), "2026-11-19T13:00:00+00:00");
+        assert!(parse_iso_date_or_time("2026-11-20T10:00:00Z").is_some());
+        assert!(parse_iso_date_or_time("20/11/2026").is_none());
+    }
+}

@@ -276,3 +276,41 @@ mod tests {
         assert!(!sunday.within(&CallingWindow::TELEMARKETING));
     }
 }
+
+/// One day's hours as sent and stored: `{"start": "09:00", "end": "17:00"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DayWindowSpec {
+    #[schema(example = "09:00")]
+    pub start: String,
+    #[schema(example = "20:00")]
+    pub end: String,
+}
+
+/// A calling window as sent and stored. A missing or null day means no calls
+/// that day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CallingWindowSpec {
+    pub weekdays: Option<DayWindowSpec>,
+    pub saturday: Option<DayWindowSpec>,
+    pub sunday: Option<DayWindowSpec>,
+}
+
+impl CallingWindowSpec {
+    /// # Errors
+    /// Returns the first invalid or overnight day.
+    pub fn parse(&self) -> Result<CallingWindow, WindowError> {
+        let day = |spec: &Option<DayWindowSpec>| {
+            spec.as_ref().map(|d| DayWindow::parse(&d.start, &d.end)).transpose()
+        };
+        Ok(CallingWindow {
+            weekdays: day(&self.weekdays)?,
+            saturday: day(&self.saturday)?,
+            sunday: day(&self.sunday)?,
+        })
+    }
+
+    pub fn from_window(window: &CallingWindow) -> Self {
+        let day = |d: Option<DayWindow>| d.map(|d| DayWindowSpec { start: d.start_text(), end: d.end_text() });
+        Self { weekdays: day(window.weekdays), saturday: day(window.saturday), sunday: day(window.sunday) }
+    }
+}

@@ -13,5 +13,6 @@ pub mod eligibility;
 pub mod evidence;
 pub mod hours;
 pub mod phone;
+pub mod retry;
 pub mod validation;
 pub mod zone;

@@ -1,0 +1,333 @@
+//! Contact rows: inserting an import's contacts, reading them for the rules and
+//! for listings, wash updates, exclusions and suppressions.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use outbound_domain::eligibility::ContactFacts;
+use outbound_domain::evidence::{Consent, ConsentType, Exemption, RegistryStatus, WashResult};
+use outbound_domain::zone::{candidates_from_stored, CandidateZone};
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+/// A contact ready to insert: its number and personalisation already sealed.
+#[derive(Debug, Clone)]
+pub struct NewContact {
+    pub id: Uuid,
+    pub row_number: i32,
+    pub phone_ciphertext: Vec<u8>,
+    pub phone_index: Vec<u8>,
+    pub phone_masked: String,
+    pub number_type: &'static str,
+    pub personalisation_ciphertext: Option<Vec<u8>>,
+    pub contact_ref: Option<String>,
+    pub zone_source: &'static str,
+    pub zone_key: String,
+    pub registry_status: Option<&'static str>,
+    pub registry_checked_at: Option<DateTime<Utc>>,
+    pub registry_evidence: Option<String>,
+    pub consent_type: Option<&'static str>,
+    pub consent_evidence: Option<String>,
+    pub consent_given_on: Option<NaiveDate>,
+    pub consent_expires_on: Option<NaiveDate>,
+    pub exemption: Option<&'static str>,
+    pub priority: i32,
+    pub max_attempts: i32,
+}
+
+/// Rows inserted per statement.
+const INSERT_BATCH: usize = 2_000;
+
+/// Inserts contacts in batches through `UNNEST`; the caller's transaction makes
+/// the whole import visible at once.
+pub async fn insert_batch(
+    connection: &mut PgConnection,
+    campaign_id: Uuid,
+    client_id: Uuid,
+    import_id: Uuid,
+    key_id: &str,
+    contacts: &[NewContact],
+) -> sqlx::Result<()> {
+    for chunk in contacts.chunks(INSERT_BATCH) {
+        let ids: Vec<Uuid> = chunk.iter().map(|c| c.id).collect();
+        let rows: Vec<i32> = chunk.iter().map(|c| c.row_number).collect();
+        let ciphertexts: Vec<Vec<u8>> = chunk.iter().map(|c| c.phone_ciphertext.clone()).collect();
+        let indexes: Vec<Vec<u8>> = chunk.iter().map(|c| c.phone_index.clone()).collect();
+        let masked: Vec<String> = chunk.iter().map(|c| c.phone_masked.clone()).collect();
+        let number_types: Vec<&str> = chunk.iter().map(|c| c.number_type).collect();
+        let personalisation: Vec<Option<Vec<u8>>> =
+            chunk.iter().map(|c| c.personalisation_ciphertext.clone()).collect();
+        let refs: Vec<Option<String>> = chunk.iter().map(|c| c.contact_ref.clone()).collect();
+        let zone_sources: Vec<&str> = chunk.iter().map(|c| c.zone_source).collect();
+        let zone_keys: Vec<String> = chunk.iter().map(|c| c.zone_key.clone()).collect();
+        let statuses: Vec<Option<&str>> = chunk.iter().map(|c| c.registry_status).collect();
+        let checked: Vec<Option<DateTime<Utc>>> = chunk.iter().map(|c| c.registry_checked_at).collect();
+        let evidence: Vec<Option<String>> = chunk.iter().map(|c| c.registry_evidence.clone()).collect();
+        let consent_types: Vec<Option<&str>> = chunk.iter().map(|c| c.consent_type).collect();
+        let consent_evidence: Vec<Option<String>> = chunk.iter().map(|c| c.consent_evidence.clone()).collect();
+        let given: Vec<Option<NaiveDate>> = chunk.iter().map(|c| c.consent_given_on).collect();
+        let expires: Vec<Option<NaiveDate>> = chunk.iter().map(|c| c.consent_expires_on).collect();
+        let exemptions: Vec<Option<&str>> = chunk.iter().map(|c| c.exemption).collect();
+        let priorities: Vec<i32> = chunk.iter().map(|c| c.priority).collect();
+        let max_attempts: Vec<i32> = chunk.iter().map(|c| c.max_attempts).collect();
+        sqlx::query(
+            "INSERT INTO contacts (id, campaign_id, client_id, import_id, key_id, row_number, phone_ciphertext,
+                phone_index, phone_masked, number_type, personalisation_ciphertext, contact_ref, zone_source,
+                zone_key, registry_status, registry_checked_at, registry_evidence, registry_source, consent_type,
+                consent_evidence, consent_given_on, consent_expires_on, exemption, priority, max_attempts)
+             SELECT u.id, $1, $2, $3, $4, u.row_number, u.phone_ciphertext, u.phone_index, u.phone_masked,
+                    u.number_type, u.personalisation, u.contact_ref, u.zone_source, u.zone_key, u.registry_status,
+                    u.registry_checked_at, u.registry_evidence,
+                    CASE WHEN u.registry_status IS NULL THEN NULL ELSE 'contact_file' END,
+                    u.consent_type, u.consent_evidence, u.consent_given_on, u.consent_expires_on, u.exemption,
+                    u.priority, u.max_attempts
+               FROM UNNEST($5::uuid[], $6::int[], $7::bytea[], $8::bytea[], $9::text[], $10::text[], $11::bytea[],
+                           $12::text[], $13::text[], $14::text[], $15::text[], $16::timestamptz[], $17::text[],
+                           $18::text[], $19::text[], $20::date[], $21::date[], $22::text[], $23::int[], $24::int[])
+                 AS u(id, row_number, phone_ciphertext, phone_index, phone_masked, number_type, personalisation,
+                      contact_ref, zone_source, zone_key, registry_status, registry_checked_at, registry_evidence,
+                      consent_type, consent_evidence, consent_given_on, consent_expires_on, exemption, priority,
+                      max_attempts)",
+        )
+        .bind(campaign_id)
+        .bind(client_id)
+        .bind(import_id)
+        .bind(key_id)
+        .bind(&ids)
+        .bind(&rows)
+        .bind(&ciphertexts)
+        .bind(&indexes)
+        .bind(&masked)
+        .bind(&number_types)
+        .bind(&personalisation)
+        .bind(&refs)
+        .bind(&zone_sources)
+        .bind(&zone_keys)
+        .bind(&statuses)
+        .bind(&checked)
+        .bind(&evidence)
+        .bind(&consent_types)
+        .bind(&consent_evidence)
+        .bind(&given)
+        .bind(&expires)
+        .bind(&exemptions)
+        .bind(&priorities)
+        .bind(&max_attempts)
+        .execute(&mut *connection)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Blind indexes already in a campaign, with the row each came from.
+pub async fn existing_indexes(
+    executor: impl PgExecutor<'_>,
+    campaign_id: Uuid,
+) -> sqlx::Result<HashMap<Vec<u8>, i32>> {
+    let rows: Vec<(Vec<u8>, i32)> =
+        sqlx::query_as("SELECT phone_index, row_number FROM contacts WHERE campaign_id = $1")
+            .bind(campaign_id)
+            .fetch_all(executor)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The non-personal columns of a contact: enough for the rules, listings and reports.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ContactRecord {
+    pub id: Uuid,
+    pub campaign_id: Uuid,
+    pub import_id: Uuid,
+    pub row_number: i32,
+    pub phone_masked: String,
+    pub number_type: String,
+    pub contact_ref: Option<String>,
+    pub zone_source: String,
+    pub zone_key: String,
+    pub registry_status: Option<String>,
+    pub registry_checked_at: Option<DateTime<Utc>>,
+    pub registry_evidence: Option<String>,
+    pub registry_source: Option<String>,
+    pub consent_type: Option<String>,
+    pub consent_evidence: Option<String>,
+    pub consent_given_on: Option<NaiveDate>,
+    pub consent_expires_on: Option<NaiveDate>,
+    pub consent_withdrawn_at: Option<DateTime<Utc>>,
+    pub exemption: Option<String>,
+    pub priority: i32,
+    pub max_attempts: i32,
+    pub state: String,
+    pub attempts_made: i32,
+    pub last_outcome: Option<String>,
+    pub final_reason: Option<String>,
+    pub excluded_reason: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub suppressed: bool,
+}
+
+pub const RECORD_COLUMNS: &str = "c.id, c.campaign_id, c.import_id, c.row_number, c.phone_masked, c.number_type,
+    c.contact_ref, c.zone_source, c.zone_key, c.registry_status, c.registry_checked_at, c.registry_evidence,
+    c.registry_source, c.consent_type, c.consent_evidence, c.consent_given_on, c.consent_expires_on,
+    c.consent_withdrawn_at, c.exemption, c.priority, c.max_attempts, c.state, c.attempts_made, c.last_outcome,
+    c.final_reason, c.excluded_reason, c.next_attempt_at,
+    EXISTS (SELECT 1 FROM suppressions s WHERE s.client_id = c.client_id AND s.phone_index = c.phone_index) AS suppressed";
+
+impl ContactRecord {
+    /// Candidate zones from the stored key; an unreadable key falls back to
+    /// every zone, the strictest reading.
+    pub fn zones(&self) -> Vec<CandidateZone> {
+        candidates_from_stored(&self.zone_key)
+            .unwrap_or_else(|| outbound_domain::zone::ANYWHERE.to_vec())
+    }
+
+    pub fn wash(&self) -> Option<WashResult> {
+        let status = RegistryStatus::parse(self.registry_status.as_deref()?)?;
+        Some(WashResult { status, checked_at: self.registry_checked_at? })
+    }
+
+    pub fn consent(&self) -> Option<Consent> {
+        Some(Consent {
+            consent_type: ConsentType::parse(self.consent_type.as_deref()?)?,
+            given_on: self.consent_given_on,
+            expires_on: self.consent_expires_on,
+            withdrawn_at: self.consent_withdrawn_at,
+        })
+    }
+
+    /// The facts the eligibility engine reads, borrowing `zones`.
+    pub fn facts<'z>(&self, zones: &'z [CandidateZone]) -> ContactFacts<'z> {
+        ContactFacts {
+            zones,
+            wash: self.wash(),
+            consent: self.consent(),
+            exemption: self.exemption.as_deref().and_then(Exemption::parse),
+            suppressed: self.suppressed,
+            attempts_made: u32::try_from(self.attempts_made).unwrap_or(0),
+            max_attempts: u32::try_from(self.max_attempts).unwrap_or(0),
+        }
+    }
+
+    /// Whether the contact's calling is over (finished, excluded or cancelled).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state.as_str(), "done" | "excluded" | "cancelled")
+    }
+}
+
+/// Every contact of a campaign in row order.
+pub async fn all_for_campaign(executor: impl PgExecutor<'_>, campaign_id: Uuid) -> sqlx::Result<Vec<ContactRecord>> {
+    let query = format!("SELECT {RECORD_COLUMNS} FROM contacts c WHERE c.campaign_id = $1 ORDER BY c.row_number, c.id");
+    sqlx::query_as(&query).bind(campaign_id).fetch_all(executor).await
+}
+
+/// A page of contacts after the `(row_number, id)` cursor.
+pub async fn page(
+    executor: impl PgExecutor<'_>,
+    campaign_id: Uuid,
+    after: Option<(i32, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<ContactRecord>> {
+    let query = format!(
+        "SELECT {RECORD_COLUMNS} FROM contacts c
+          WHERE c.campaign_id = $1 AND ($2::int IS NULL OR (c.row_number, c.id) > ($2, $3))
+          ORDER BY c.row_number, c.id LIMIT $4"
+    );
+    sqlx::query_as(&query)
+        .bind(campaign_id)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(executor)
+        .await
+}
+
+/// Marks contacts excluded with a reason; returns how many changed.
+pub async fn exclude(
+    executor: impl PgExecutor<'_>,
+    campaign_id: Uuid,
+    ids: &[Uuid],
+    reasons: &[String],
+) -> sqlx::Result<u64> {
+    let result = sqlx::query(
+        "UPDATE contacts c SET state = 'excluded', excluded_reason = u.reason, updated_at = now()
+           FROM UNNEST($2::uuid[], $3::text[]) AS u(id, reason)
+          WHERE c.id = u.id AND c.campaign_id = $1 AND c.state = 'pending'",
+    )
+    .bind(campaign_id)
+    .bind(ids)
+    .bind(reasons)
+    .execute(executor)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Applies wash results to the campaign's contacts by blind index; returns how
+/// many contacts matched.
+pub async fn apply_wash(
+    executor: impl PgExecutor<'_>,
+    campaign_id: Uuid,
+    indexes: &[Vec<u8>],
+    statuses: &[&str],
+    received_at: DateTime<Utc>,
+    reference: &str,
+) -> sqlx::Result<u64> {
+    let result = sqlx::query(
+        "UPDATE contacts c SET registry_status = u.status, registry_checked_at = $3, registry_evidence = $4,
+                registry_source = 'wash_file', updated_at = now()
+           FROM UNNEST($2::bytea[], $5::text[]) AS u(phone_index, status)
+          WHERE c.campaign_id = $1 AND c.phone_index = u.phone_index",
+    )
+    .bind(campaign_id)
+    .bind(indexes)
+    .bind(received_at)
+    .bind(reference)
+    .bind(statuses)
+    .execute(executor)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Counts of contacts by one column, for reports.
+pub async fn count_by(
+    executor: impl PgExecutor<'_>,
+    campaign_id: Uuid,
+    column: &'static str,
+) -> sqlx::Result<Vec<(Option<String>, i64)>> {
+    let query = format!(
+        "SELECT {column}, count(*) FROM contacts WHERE campaign_id = $1 GROUP BY {column} ORDER BY {column}"
+    );
+    sqlx::query_as(&query).bind(campaign_id).fetch_all(executor).await
+}
+
+/// Adds a number to a client's suppression list; adding twice is a no-op.
+pub async fn suppress(
+    executor: impl PgExecutor<'_>,
+    client_id: Uuid,
+    phone_index: &[u8],
+    source: &str,
+    attempt_id: Option<Uuid>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO suppressions (id, client_id, phone_index, source, attempt_id)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id, phone_index) DO NOTHING",
+    )
+    .bind(Uuid::new_v4())
+    .bind(client_id)
+    .bind(phone_index)
+    .bind(source)
+    .bind(attempt_id)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Suppressed numbers among a campaign's contacts.
+pub async fn count_suppressed(executor: impl PgExecutor<'_>, campaign_id: Uuid) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM contacts c
+          WHERE c.campaign_id = $1
+            AND EXISTS (SELECT 1 FROM suppressions s WHERE s.client_id = c.client_id AND s.phone_index = c.phone_index)",
+    )
+    .bind(campaign_id)
+    .fetch_one(executor)
+    .await
+}

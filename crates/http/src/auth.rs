@@ -1,0 +1,218 @@
+//! Bearer authentication with JWTs and the caller's role and scope.
+//!
+//! Tokens are verified with one pinned algorithm: HS256 with a shared secret in
+//! development, EdDSA or RS256 with a public key in production. `exp`, `nbf`,
+//! `iss` and `aud` are required and checked; `alg: none` and any algorithm
+//! other than the pinned one are rejected.
+
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use outbound_persistence::tenancy::Scope;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECONDS: u64 = 30;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    PartnerAdmin,
+    PartnerUser,
+    /// `customer_admin`, `customer_user` or any other role: no campaign access.
+    Customer(String),
+}
+
+impl Role {
+    pub fn parse(value: &str) -> Self {
+        match value {
+            "partner_admin" => Role::PartnerAdmin,
+            "partner_user" => Role::PartnerUser,
+            other => Role::Customer(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Role::PartnerAdmin => "partner_admin",
+            Role::PartnerUser => "partner_user",
+            Role::Customer(name) => name,
+        }
+    }
+}
+
+/// The claims Outbound reads from a token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_id: Option<Uuid>,
+    #[serde(default)]
+    pub client_ids: Vec<Uuid>,
+    pub iss: String,
+    pub aud: String,
+    pub exp: i64,
+    pub nbf: i64,
+    pub iat: i64,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub subject: String,
+    pub role: Role,
+    pub partner_id: Option<Uuid>,
+    pub client_ids: Vec<Uuid>,
+}
+
+impl Principal {
+    /// The caller's scope for reads; customer roles get 403.
+    ///
+    /// # Errors
+    /// 403 for customer roles and partner tokens without a partner id.
+    pub fn read_scope(&self) -> Result<Scope, ApiError> {
+        match (&self.role, self.partner_id) {
+            (Role::PartnerAdmin | Role::PartnerUser, Some(partner_id)) => {
+                Ok(Scope { partner_id, client_ids: self.client_ids.clone() })
+            }
+            (Role::PartnerAdmin | Role::PartnerUser, None) => {
+                Err(ApiError::forbidden("the token names no partner_id"))
+            }
+            (Role::Customer(role), _) => Err(ApiError::forbidden(format!(
+                "role {role} has no access to outbound campaigns"
+            ))),
+        }
+    }
+
+    /// The caller's scope for writes; only `partner_admin` may write.
+    ///
+    /// # Errors
+    /// 403 for every role but `partner_admin`.
+    pub fn write_scope(&self) -> Result<Scope, ApiError> {
+        let scope = self.read_scope()?;
+        if self.role != Role::PartnerAdmin {
+            return Err(ApiError::forbidden("partner_user is read-only; this request needs partner_admin"));
+        }
+        Ok(scope)
+    }
+
+    /// The audit trail's name for the caller.
+    pub fn actor(&self) -> String {
+        format!("{}:{}", self.role.as_str(), self.subject)
+    }
+}
+
+/// Verifies bearer tokens with one pinned algorithm and key.
+pub struct Authenticator {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error("invalid JWT key: {0}")]
+    Key(String),
+    #[error("unsupported JWT algorithm {0:?}; use EdDSA or RS256 (HS256 only in development)")]
+    Algorithm(String),
+}
+
+fn validation(algorithm: Algorithm, issuer: &str, audience: &str) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+    validation.validate_nbf = true;
+    validation.validate_exp = true;
+    validation.leeway = LEEWAY_SECONDS;
+    validation
+}
+
+impl Authenticator {
+    /// Development mode: HS256 with a shared secret.
+    pub fn hs256(secret: &[u8], issuer: &str, audience: &str) -> Self {
+        Self { key: DecodingKey::from_secret(secret), validation: validation(Algorithm::HS256, issuer, audience) }
+    }
+
+    /// Production: a PEM public key for EdDSA or RS256.
+    ///
+    /// # Errors
+    /// Fails for another algorithm or an unreadable key.
+    pub fn public_key(algorithm: &str, pem: &[u8], issuer: &str, audience: &str) -> Result<Self, AuthConfigError> {
+        let (algorithm, key) = match algorithm {
+            "EdDSA" => (Algorithm::EdDSA, DecodingKey::from_ed_pem(pem)),
+            "RS256" => (Algorithm::RS256, DecodingKey::from_rsa_pem(pem)),
+            other => return Err(AuthConfigError::Algorithm(other.to_owned())),
+        };
+        let key = key.map_err(|error| AuthConfigError::Key(error.to_string()))?;
+        Ok(Self { key, validation: validation(algorithm, issuer, audience) })
+    }
+
+    /// Verifies a token and returns its caller.
+    ///
+    /// # Errors
+    /// 401 for a bad signature, wrong algorithm, issuer or audience, or a token
+    /// that is expired or not yet valid. The token is never echoed.
+    pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        let data = decode::<Claims>(token, &self.key, &self.validation).map_err(|error| {
+            use jsonwebtoken::errors::ErrorKind;
+            let reason = match error.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
+                ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
+                ErrorKind::InvalidAudience => "the token's audience is not accepted",
+                ErrorKind::InvalidAlgorithm => "the token's algorithm is not accepted",
+                ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (exp, nbf, iss, aud, sub)",
+                _ => "the token is invalid",
+            };
+            ApiError::unauthorized(reason)
+        })?;
+        let claims = data.claims;
+        Ok(Principal {
+            subject: claims.sub,
+            role: Role::parse(&claims.role),
+            partner_id: claims.partner_id,
+            client_ids: claims.client_ids,
+        })
+    }
+}
+
+/// Mints an HS256 development token.
+///
+/// # Errors
+/// Fails only if signing fails.
+pub fn mint_hs256(secret: &[u8], claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+    encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret))
+}
+
+fn bearer_token(request: &HttpRequest) -> Result<&str, ApiError> {
+    let header = request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
+    let value = header.to_str().map_err(|_| ApiError::unauthorized("the Authorization header is not valid text"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::unauthorized("the Authorization header must be 'Bearer <token>'"));
+    }
+    Ok(token.trim())
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(state) = request.app_data::<web::Data<AppState>>() else {
+            return ready(Err(ApiError::internal(&"application state is not configured")));
+        };
+        ready(bearer_token(request).and_then(|token| state.authenticator.verify(token)))
+    }
+}

@@ -1,0 +1,63 @@
+//! The OpenAPI document, generated from the handlers and types.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{campaigns, imports, lifecycle, reports, webhooks};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Outbound Campaigns API",
+        description = "Outbound AI voice-calling campaigns for Australian recipients: campaigns, contact imports, DNCR wash evidence, launch validation, calling, reports and audit. Errors are RFC 9457 problem documents with a stable `code`.",
+        version = "0.1.0"
+    ),
+    paths(
+        campaigns::create_campaign,
+        campaigns::list_campaigns,
+        campaigns::get_campaign,
+        imports::import_contacts,
+        imports::get_import,
+        imports::list_import_issues,
+        imports::attach_wash,
+        lifecycle::validate_campaign,
+        lifecycle::exclude_contacts,
+        lifecycle::launch_campaign,
+        lifecycle::pause_campaign,
+        lifecycle::resume_campaign,
+        lifecycle::cancel_campaign,
+        reports::campaign_report,
+        reports::list_contacts,
+        reports::campaign_audit,
+        webhooks::receive_event,
+    ),
+    components(schemas(crate::voice::CallRequest, crate::voice::CallAccepted, crate::voice::Disclosure)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "campaigns", description = "Create and read campaigns"),
+        (name = "imports", description = "Contact CSV imports and DNCR wash results"),
+        (name = "lifecycle", description = "Validation, exclusions and state transitions"),
+        (name = "reports", description = "Reports, masked contacts and the audit trail"),
+        (name = "voice", description = "Signed webhook for voice platform call events. The platform receives `CallRequest` at `POST {platform}/v1/calls`, signed the same way, and answers `CallAccepted`."),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// The document as pretty JSON with a trailing newline, as committed in `openapi/openapi.json`.
+pub fn document_json() -> String {
+    let mut text = ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises");
+    text.push('\n');
+    text
+}

@@ -1,0 +1,340 @@
+//! Creating, listing and reading campaigns.
+
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, NaiveDate, Utc};
+use outbound_domain::campaign::CampaignState;
+use outbound_domain::contact_row::{normalise_header, Column};
+use outbound_domain::evidence::Exemption;
+use outbound_domain::hours::{CallType, CallingWindowSpec};
+use outbound_domain::retry::RetryPolicy;
+use outbound_persistence::audit::{self, AuditEntry};
+use outbound_persistence::campaigns::{self, Campaign, NewCampaign};
+use outbound_persistence::tenancy;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{decode_cursor, encode_cursor, idempotent, page_limit, parse_uuid, request_id};
+use crate::auth::Principal;
+use crate::problem::{ApiError, ApiResult, Problem};
+use crate::state::AppState;
+
+const MAX_NAME_CHARS: usize = 200;
+const MAX_CAPACITY: i32 = 10_000;
+const MAX_PERSONALISATION_KEYS: usize = 50;
+const MAX_TEXT_CHARS: usize = 500;
+
+/// A new campaign. It starts in `draft`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCampaign {
+    /// A project of one of the caller's assigned clients.
+    pub project_id: Uuid,
+    #[schema(example = "Summer energy offer")]
+    pub name: String,
+    pub call_type: CallType,
+    pub start_date: Option<NaiveDate>,
+    pub end_date: Option<NaiveDate>,
+    /// Hours to call in, in the recipient's local time. Defaults to the call
+    /// type's legal hours; a wider window is a validation blocker.
+    pub calling_window: Option<CallingWindowSpec>,
+    pub retry_policy: Option<RetryPolicy>,
+    /// Extra CSV columns the voice agent may use, such as `first_name`.
+    #[serde(default)]
+    pub personalisation_keys: Vec<String>,
+    /// Most calls in progress at once.
+    pub capacity: i32,
+    /// Attempts per contact unless a row sets `max_attempts` (1–10, default 3).
+    pub default_max_attempts: Option<i32>,
+    /// The number shown to recipients (CLI); it must be an Australian number they can call back.
+    pub caller_id: Option<String>,
+    pub organisation: Option<String>,
+    pub on_behalf_of: Option<String>,
+    pub purpose: Option<String>,
+    pub contact_for_questions: Option<String>,
+    /// A designated-call exemption for the whole campaign.
+    pub exemption: Option<Exemption>,
+    pub exemption_evidence: Option<String>,
+    /// Accept 13, 1300 and 1800 numbers (B2B campaigns).
+    #[serde(default)]
+    pub allow_non_geographic: bool,
+    /// Also block each recipient state's own public holidays (default true).
+    pub block_state_holidays: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CampaignView {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub client_id: Uuid,
+    pub name: String,
+    pub call_type: CallType,
+    pub state: CampaignState,
+    pub start_date: Option<NaiveDate>,
+    pub end_date: Option<NaiveDate>,
+    pub calling_window: CallingWindowSpec,
+    pub retry_policy: RetryPolicy,
+    pub personalisation_keys: Vec<String>,
+    pub capacity: i32,
+    pub default_max_attempts: i32,
+    pub caller_id: Option<String>,
+    pub organisation: Option<String>,
+    pub on_behalf_of: Option<String>,
+    pub purpose: Option<String>,
+    pub contact_for_questions: Option<String>,
+    pub exemption: Option<Exemption>,
+    pub allow_non_geographic: bool,
+    pub block_state_holidays: bool,
+    pub version: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub launched_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Campaign> for CampaignView {
+    fn from(campaign: &Campaign) -> Self {
+        Self {
+            id: campaign.id,
+            project_id: campaign.project_id,
+            client_id: campaign.client_id,
+            name: campaign.name.clone(),
+            call_type: campaign.call_type(),
+            state: campaign.state(),
+            start_date: campaign.start_date,
+            end_date: campaign.end_date,
+            calling_window: campaign.calling_window.0.clone(),
+            retry_policy: campaign.retry_policy.0.clone(),
+            personalisation_keys: campaign.personalisation_keys.clone(),
+            capacity: campaign.capacity,
+            default_max_attempts: campaign.default_max_attempts,
+            caller_id: campaign.caller_id.clone(),
+            organisation: campaign.organisation.clone(),
+            on_behalf_of: campaign.on_behalf_of.clone(),
+            purpose: campaign.purpose.clone(),
+            contact_for_questions: campaign.contact_for_questions.clone(),
+            exemption: campaign.exemption(),
+            allow_non_geographic: campaign.allow_non_geographic,
+            block_state_holidays: campaign.block_state_holidays,
+            version: campaign.version,
+            created_at: campaign.created_at,
+            updated_at: campaign.updated_at,
+            launched_at: campaign.launched_at,
+            finished_at: campaign.finished_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CampaignList {
+    pub items: Vec<CampaignView>,
+    /// Cursor for the next page, absent on the last page.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PageQuery {
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<i64>,
+    /// The `next` value of the previous page.
+    pub cursor: Option<String>,
+}
+
+fn optional_text(field: &str, value: &Option<String>) -> ApiResult<Option<String>> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) if text.chars().count() > MAX_TEXT_CHARS => Err(ApiError::unprocessable(
+            "value_too_long",
+            format!("{field} is longer than {MAX_TEXT_CHARS} characters"),
+        )),
+        Some(text) => Ok(Some(text.to_owned())),
+    }
+}
+
+/// Checks a create request and turns it into a row to insert.
+fn new_campaign(request: &CreateCampaign, partner_id: Uuid, client_id: Uuid) -> ApiResult<NewCampaign> {
+    let name = request.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::unprocessable("invalid_name", format!("name must be 1 to {MAX_NAME_CHARS} characters")));
+    }
+    let window = request.calling_window.clone().unwrap_or_else(|| CallingWindowSpec::from_window(&request.call_type.default_window()));
+    window
+        .parse()
+        .map_err(|error| ApiError::unprocessable("invalid_calling_window", error.to_string()))?;
+    if !(1..=MAX_CAPACITY).contains(&request.capacity) && request.capacity != 0 {
+        return Err(ApiError::unprocessable("invalid_capacity", format!("capacity must be between 0 and {MAX_CAPACITY}")));
+    }
+    let max_attempts = request.default_max_attempts.unwrap_or(3);
+    if !(1..=10).contains(&max_attempts) {
+        return Err(ApiError::unprocessable("invalid_max_attempts", "default_max_attempts must be between 1 and 10"));
+    }
+    if let (Some(start), Some(end)) = (request.start_date, request.end_date) {
+        if end < start {
+            return Err(ApiError::unprocessable("invalid_dates", "end_date is before start_date"));
+        }
+    }
+    if request.personalisation_keys.len() > MAX_PERSONALISATION_KEYS {
+        return Err(ApiError::unprocessable("invalid_personalisation_key", format!("at most {MAX_PERSONALISATION_KEYS} personalisation keys")));
+    }
+    let mut keys = Vec::new();
+    for key in &request.personalisation_keys {
+        let normalised = normalise_header(key);
+        let valid = !normalised.is_empty()
+            && normalised.len() <= 64
+            && normalised.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(ApiError::unprocessable(
+                "invalid_personalisation_key",
+                "personalisation keys are 1 to 64 letters, digits or underscores",
+            ));
+        }
+        if Column::ALL.iter().any(|c| c.name() == normalised) || keys.contains(&normalised) {
+            return Err(ApiError::unprocessable(
+                "invalid_personalisation_key",
+                format!("personalisation key {normalised:?} repeats or is a contact column"),
+            ));
+        }
+        keys.push(normalised);
+    }
+    Ok(NewCampaign {
+        partner_id,
+        client_id,
+        project_id: request.project_id,
+        name: name.to_owned(),
+        call_type: request.call_type,
+        start_date: request.start_date,
+        end_date: request.end_date,
+        calling_window: window,
+        retry_policy: request.retry_policy.clone().unwrap_or_default(),
+        personalisation_keys: keys,
+        capacity: request.capacity,
+        default_max_attempts: max_attempts,
+        caller_id: optional_text("caller_id", &request.caller_id)?,
+        organisation: optional_text("organisation", &request.organisation)?,
+        on_behalf_of: optional_text("on_behalf_of", &request.on_behalf_of)?,
+        purpose: optional_text("purpose", &request.purpose)?,
+        contact_for_questions: optional_text("contact_for_questions", &request.contact_for_questions)?,
+        exemption: request.exemption,
+        exemption_evidence: optional_text("exemption_evidence", &request.exemption_evidence)?,
+        allow_non_geographic: request.allow_non_geographic,
+        block_state_holidays: request.block_state_holidays.unwrap_or(true),
+    })
+}
+
+/// Create a campaign for a project of an assigned client. It starts in `draft`.
+#[utoipa::path(
+    tag = "campaigns",
+    request_body = CreateCampaign,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key; a repeat returns the first response")),
+    responses(
+        (status = 201, description = "Created", body = CampaignView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not create campaigns", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Project not found", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid settings", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/v1/campaigns")]
+pub async fn create_campaign(
+    state: web::Data<AppState>,
+    principal: Principal,
+    request: HttpRequest,
+    body: web::Json<CreateCampaign>,
+) -> ApiResult<HttpResponse> {
+    let scope = principal.write_scope()?;
+    let body = body.into_inner();
+    let fingerprint = serde_json::to_vec(&body).unwrap_or_default();
+    idempotent(&state, &request, scope.partner_id, &fingerprint, async {
+        let project = tenancy::find_project_in_scope(&state.pool, &scope, body.project_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("project"))?;
+        let new = new_campaign(&body, scope.partner_id, project.client_id)?;
+        let mut transaction = state.pool.begin().await?;
+        let campaign = campaigns::insert(&mut *transaction, &new).await?;
+        audit::record(
+            &mut *transaction,
+            AuditEntry {
+                partner_id: Some(scope.partner_id),
+                campaign_id: Some(campaign.id),
+                actor: &principal.actor(),
+                action: "campaign.create",
+                from_state: None,
+                to_state: Some(CampaignState::Draft.as_str()),
+                details: serde_json::json!({ "call_type": campaign.call_type, "project_id": campaign.project_id }),
+                request_id: request_id(&request).as_deref(),
+            },
+        )
+        .await?;
+        transaction.commit().await?;
+        tracing::info!(campaign_id = %campaign.id, partner_id = %scope.partner_id, "campaign created");
+        Ok((StatusCode::CREATED, CampaignView::from(&campaign)))
+    })
+    .await
+}
+
+/// List the caller's campaigns, newest first.
+#[utoipa::path(
+    tag = "campaigns",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of campaigns", body = CampaignList),
+        (status = 400, description = "Invalid limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role has no campaign access", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/v1/campaigns")]
+pub async fn list_campaigns(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<PageQuery>,
+) -> ApiResult<web::Json<CampaignList>> {
+    let scope = principal.read_scope()?;
+    let limit = page_limit(query.limit)?;
+    let before = match &query.cursor {
+        None => None,
+        Some(cursor) => {
+            let parts = decode_cursor(cursor, 2)?;
+            let invalid = || ApiError::bad_request("invalid_cursor", "the cursor is invalid; use the `next` value of the previous page");
+            let at = DateTime::parse_from_rfc3339(&parts[0]).map_err(|_| invalid())?.with_timezone(&Utc);
+            let id = Uuid::parse_str(&parts[1]).map_err(|_| invalid())?;
+            Some((at, id))
+        }
+    };
+    let rows = campaigns::list(&state.pool, &scope, before, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    let items: Vec<CampaignView> = rows.iter().take(limit as usize).map(CampaignView::from).collect();
+    let next = match (more, items.last()) {
+        (true, Some(last)) => Some(encode_cursor(&[last.created_at.to_rfc3339(), last.id.to_string()])),
+        _ => None,
+    };
+    Ok(web::Json(CampaignList { items, next }))
+}
+
+/// Get one campaign.
+#[utoipa::path(
+    tag = "campaigns",
+    params(("campaign_id" = String, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "The campaign", body = CampaignView),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role has no campaign access", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such campaign for this caller", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/v1/campaigns/{campaign_id}")]
+pub async fn get_campaign(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+) -> ApiResult<web::Json<CampaignView>> {
+    let scope = principal.read_scope()?;
+    let id = parse_uuid(&path, "campaign")?;
+    let campaign = campaigns::find(&state.pool, &scope, id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
+    Ok(web::Json(CampaignView::from(&campaign)))
+}

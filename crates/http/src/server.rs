@@ -1,0 +1,187 @@
+//! Building and running the HTTP server.
+
+use std::net::TcpListener;
+
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{get, web, App, HttpMessage, HttpResponse, HttpServer};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::problem::ApiError;
+use crate::routes::{campaigns, imports, lifecycle, reports, webhooks, RequestId};
+use crate::state::AppState;
+
+/// Mounts every API route.
+pub fn configure_api(config: &mut web::ServiceConfig) {
+    config
+        .service(campaigns::create_campaign)
+        .service(campaigns::list_campaigns)
+        .service(campaigns::get_campaign)
+        .service(imports::import_contacts)
+        .service(imports::get_import)
+        .service(imports::list_import_issues)
+        .service(imports::attach_wash)
+        .service(lifecycle::validate_campaign)
+        .service(lifecycle::exclude_contacts)
+        .service(lifecycle::launch_campaign)
+        .service(lifecycle::pause_campaign)
+        .service(lifecycle::resume_campaign)
+        .service(lifecycle::cancel_campaign)
+        .service(reports::campaign_report)
+        .service(reports::list_contacts)
+        .service(reports::campaign_audit)
+        .service(webhooks::receive_event)
+        .service(healthz)
+        .service(openapi_json);
+}
+
+#[get("/healthz")]
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+#[get("/openapi.json")]
+async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(crate::openapi::document_json())
+}
+
+/// Turns actix's own plain-text errors (unknown route, wrong method, oversized
+/// or unreadable body) into problem documents.
+fn problem_for_framework_errors<B: MessageBody + 'static>(
+    response: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if is_problem {
+        return Ok(ErrorHandlerResponse::Response(response.map_into_left_body()));
+    }
+    let status = response.status();
+    let (code, detail) = match status.as_u16() {
+        404 => ("not_found", "no such route"),
+        405 => ("method_not_allowed", "this route does not accept the method"),
+        413 => ("payload_too_large", "the request body is too large"),
+        415 => ("unsupported_media_type", "the Content-Type is not accepted here"),
+        400 => ("invalid_request", "the request is malformed"),
+        _ => ("error", "the request failed"),
+    };
+    let error = ApiError::new(status, code, detail);
+    let (request, _) = response.into_parts();
+    let rebuilt = ServiceResponse::new(request, actix_web::ResponseError::error_response(&error)).map_into_boxed_body();
+    Ok(ErrorHandlerResponse::Response(rebuilt.map_into_right_body()))
+}
+
+/// Builds the app with its middleware, extractor limits and routes.
+pub fn build_app(
+    state: web::Data<AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<EitherBody<BoxBody>>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let max_bytes = state.limits.max_bytes;
+    App::new()
+        .app_data(state)
+        .app_data(web::PayloadConfig::new(max_bytes + 1))
+        .app_data(web::JsonConfig::default().limit(1024 * 1024).error_handler(|error, _| {
+            ApiError::bad_request("invalid_body", format!("the JSON body is invalid: {error}")).into()
+        }))
+        .app_data(web::QueryConfig::default().error_handler(|error, _| {
+            ApiError::bad_request("invalid_query", format!("the query string is invalid: {error}")).into()
+        }))
+        .configure(configure_api)
+        .wrap(
+            ErrorHandlers::new()
+                .default_handler_client(problem_for_framework_errors)
+                .default_handler_server(problem_for_framework_errors),
+        )
+        .wrap_fn(|request, service| {
+            let id = request
+                .headers()
+                .get("X-Request-Id")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+                .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
+            request.extensions_mut().insert(RequestId(id.clone()));
+            let method = request.method().clone();
+            let path = request.path().to_owned();
+            let future = service.call(request);
+            async move {
+                let mut response = future.await?;
+                if let Ok(value) = HeaderValue::from_str(&id) {
+                    response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
+                }
+                tracing::info!(request_id = %id, %method, %path, status = response.status().as_u16(), "request");
+                Ok(response)
+            }
+        })
+}
+
+/// A server running in the background.
+pub struct RunningServer {
+    pub address: std::net::SocketAddr,
+    pub handle: actix_web::dev::ServerHandle,
+    pub shutdown: watch::Sender<bool>,
+    pub dispatcher: Option<tokio::task::JoinHandle<()>>,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops the dispatcher and the server gracefully, finishing in-flight requests.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        if let Some(dispatcher) = self.dispatcher {
+            let _ = dispatcher.await;
+        }
+        self.handle.stop(true).await;
+        let _ = self.server.await;
+    }
+}
+
+/// Starts the API on `listener`, with the dispatcher when `dispatch` is set.
+///
+/// # Errors
+/// Fails when the listener cannot be used.
+pub fn start(state: AppState, listener: TcpListener, dispatch: bool) -> std::io::Result<RunningServer> {
+    let address = listener.local_addr()?;
+    let state = web::Data::new(state);
+    let (shutdown, receiver) = watch::channel(false);
+    let dispatcher = dispatch.then(|| tokio::spawn(crate::dispatch::run(state.clone(), receiver)));
+    let app_state = state.clone();
+    let server = HttpServer::new(move || build_app(app_state.clone()))
+        .listen(listener)?
+        .shutdown_timeout(30)
+        .disable_signals()
+        .run();
+    let handle = server.handle();
+    let server = tokio::spawn(server);
+    Ok(RunningServer { address, handle, shutdown, dispatcher, server })
+}
+
+/// Starts the simulated voice platform on `listener`.
+///
+/// # Errors
+/// Fails when the listener cannot be used.
+pub fn start_simulator(
+    config: crate::simulator::SimulatorConfig,
+    listener: TcpListener,
+) -> std::io::Result<(std::net::SocketAddr, actix_web::dev::ServerHandle)> {
+    let address = listener.local_addr()?;
+    let state = web::Data::new(crate::simulator::SimulatorState::new(config));
+    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(crate::simulator::configure))
+        .listen(listener)?
+        .disable_signals()
+        .workers(2)
+        .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok((address, handle))
+}

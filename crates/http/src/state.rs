@@ -1,0 +1,49 @@
+//! Shared server state and configuration.
+
+use std::sync::Arc;
+
+use outbound_persistence::crypto::Keyring;
+use sqlx::PgPool;
+use zeroize::Zeroizing;
+
+use crate::auth::Authenticator;
+use crate::clock::Clock;
+
+/// Limits on uploads, checked before any row is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportLimits {
+    /// Largest accepted upload, in bytes (`413 file_too_large` above it).
+    pub max_bytes: usize,
+    /// Most data records in one file (`422 too_many_rows` above it).
+    pub max_rows: usize,
+}
+
+impl Default for ImportLimits {
+    fn default() -> Self {
+        Self { max_bytes: 64 * 1024 * 1024, max_rows: 250_000 }
+    }
+}
+
+/// How the service reaches the voice platform and how the platform calls back.
+#[derive(Clone)]
+pub struct VoiceSettings {
+    /// Base URL of the voice platform, e.g. `http://127.0.0.1:8090`.
+    pub platform_url: Option<String>,
+    /// This service's public base URL; webhook callbacks go to
+    /// `<public_url>/v1/voice/events`.
+    pub public_url: String,
+    /// Shared HMAC secret with the platform; without it every webhook is rejected.
+    pub secret: Option<Arc<Zeroizing<Vec<u8>>>>,
+    /// Seconds after which an open attempt with no result becomes `unknown`.
+    pub result_timeout_seconds: i64,
+}
+
+pub struct AppState {
+    pub pool: PgPool,
+    pub keyring: Arc<Keyring>,
+    pub authenticator: Arc<Authenticator>,
+    pub clock: Clock,
+    pub voice: VoiceSettings,
+    pub limits: ImportLimits,
+    pub http: reqwest::Client,
+}

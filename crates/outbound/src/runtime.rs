@@ -1,0 +1,223 @@
+//! `serve`, `migrate` and `voice-sim`: configuration, logging and start-up.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use outbound_http::auth::Authenticator;
+use outbound_http::clock::Clock;
+use outbound_http::state::{AppState, ImportLimits, VoiceSettings};
+use outbound_persistence::db;
+use outbound_persistence::keys::{KeyOrigin, Secrets};
+
+/// Where development mode keeps its generated key file.
+pub const DEV_KEY_FILE: &str = ".outbound/dev-keys.json";
+pub const DEFAULT_ISSUER: &str = "outbound-dev";
+pub const DEFAULT_AUDIENCE: &str = "outbound-api";
+
+#[derive(Args, Clone)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL; defaults to the local server at 127.0.0.1:5432, database `outbound`.
+    #[arg(long, env = "DATABASE_URL", default_value = db::DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+}
+
+#[derive(Args, Clone)]
+pub struct KeyArgs {
+    /// JSON key file with data, blind-index, webhook and development JWT keys.
+    /// Development mode creates it when missing.
+    #[arg(long, env = "OUTBOUND_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Development mode: HS256 tokens from the key file's secret, and a key file
+    /// generated on first run.
+    #[arg(long)]
+    pub dev: bool,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// This server's base URL as the voice platform reaches it (for webhook callbacks).
+    #[arg(long, env = "OUTBOUND_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Base URL of the voice platform.
+    #[arg(long, env = "OUTBOUND_VOICE_PLATFORM_URL")]
+    pub voice_platform_url: Option<String>,
+    /// PEM public key that verifies production tokens.
+    #[arg(long, env = "OUTBOUND_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Algorithm of the production key: EdDSA or RS256.
+    #[arg(long, env = "OUTBOUND_JWT_ALGORITHM", default_value = "EdDSA")]
+    pub jwt_algorithm: String,
+    /// Required `iss` claim.
+    #[arg(long, env = "OUTBOUND_JWT_ISSUER", default_value = DEFAULT_ISSUER)]
+    pub jwt_issuer: String,
+    /// Required `aud` claim.
+    #[arg(long, env = "OUTBOUND_JWT_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
+    pub jwt_audience: String,
+    /// Seconds after which a call with no result is recorded as unknown.
+    #[arg(long, default_value_t = 900)]
+    pub result_timeout_seconds: i64,
+    /// Largest upload in bytes.
+    #[arg(long, env = "OUTBOUND_MAX_UPLOAD_BYTES", default_value_t = ImportLimits::default().max_bytes)]
+    pub max_upload_bytes: usize,
+    /// Most data rows in one contact file.
+    #[arg(long, env = "OUTBOUND_MAX_IMPORT_ROWS", default_value_t = ImportLimits::default().max_rows)]
+    pub max_import_rows: usize,
+    /// Run the API without the dispatcher.
+    #[arg(long)]
+    pub no_dispatcher: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct VoiceSimArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: String,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Share of call requests refused with 503, 0.0 to 1.0.
+    #[arg(long, default_value_t = 0.0)]
+    pub failure_rate: f64,
+}
+
+/// Sets up logging: JSON lines on stderr, level from `RUST_LOG` (default `info`).
+pub fn init_logging(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default_level},sqlx=warn")));
+    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Loads secrets; in development mode a missing key file is generated with a warning.
+pub fn load_secrets(key_file: Option<&Path>, development: bool) -> anyhow::Result<Secrets> {
+    let default_path = PathBuf::from(DEV_KEY_FILE);
+    let path = key_file.or(development.then_some(default_path.as_path()));
+    let (secrets, origin) = Secrets::load(path, development)?;
+    if let KeyOrigin::GeneratedDevelopmentFile(path) = origin {
+        eprintln!(
+            "WARNING: development mode generated new encryption keys in {}. Data encrypted with them is unreadable without this file. Never use development keys in production.",
+            path.display()
+        );
+        tracing::warn!(path = %path.display(), "generated a development key file");
+    }
+    Ok(secrets)
+}
+
+/// Connects, creating the database when it is missing, and migrates.
+pub async fn prepare_database(url: &str) -> anyhow::Result<sqlx::PgPool> {
+    db::ensure_database(url).await.context("cannot reach PostgreSQL or create the database")?;
+    let pool = db::connect(url, 20).await.context("cannot connect to PostgreSQL")?;
+    db::migrate(&pool).await.context("database migration failed")?;
+    Ok(pool)
+}
+
+pub async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
+    init_logging("info");
+    prepare_database(&args.database_url).await?;
+    println!("database is migrated");
+    Ok(())
+}
+
+/// Builds the server state from arguments and secrets.
+pub fn app_state(args: &ServeArgs, pool: sqlx::PgPool, secrets: Secrets, clock: Clock, public_url: String) -> anyhow::Result<AppState> {
+    let authenticator = match (&args.jwt_public_key_file, args.dev) {
+        (Some(path), _) => {
+            let pem = std::fs::read(path).with_context(|| format!("cannot read JWT public key {}", path.display()))?;
+            Authenticator::public_key(&args.jwt_algorithm, &pem, &args.jwt_issuer, &args.jwt_audience)?
+        }
+        (None, true) => {
+            let secret = secrets
+                .jwt_hs256_secret
+                .as_ref()
+                .context("development mode needs jwt_hs256_secret in the key file or OUTBOUND_JWT_HS256_SECRET")?;
+            Authenticator::hs256(secret, &args.jwt_issuer, &args.jwt_audience)
+        }
+        (None, false) => anyhow::bail!(
+            "no JWT verification key: set --jwt-public-key-file (EdDSA or RS256), or run with --dev for HS256 development tokens"
+        ),
+    };
+    if secrets.voice_platform_secret.is_none() {
+        tracing::warn!("no voice platform secret configured: every webhook will be rejected and no call can be handed over");
+        eprintln!("WARNING: no voice platform secret is configured (OUTBOUND_VOICE_SECRET or voice_platform_secret in the key file); webhooks will be rejected.");
+    }
+    Ok(AppState {
+        pool,
+        authenticator: Arc::new(authenticator),
+        clock,
+        voice: VoiceSettings {
+            platform_url: args.voice_platform_url.clone(),
+            public_url,
+            secret: secrets.voice_platform_secret.map(Arc::new),
+            result_timeout_seconds: args.result_timeout_seconds,
+        },
+        limits: ImportLimits { max_bytes: args.max_upload_bytes, max_rows: args.max_import_rows },
+        http: reqwest::Client::builder().build()?,
+        keyring: Arc::new(secrets.keyring),
+    })
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging("info");
+    let secrets = load_secrets(args.keys.key_file.as_deref(), args.dev)?;
+    tracing::info!(source = %secrets.source, key_id = secrets.keyring.active_key_id(), "keys loaded");
+    let pool = prepare_database(&args.database.database_url).await?;
+    let listener = TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+    let state = app_state(&args, pool, secrets, Clock::System, public_url)?;
+    let server = outbound_http::server::start(state, listener, !args.no_dispatcher)?;
+    tracing::info!(%address, development = args.dev, "Outbound API listening");
+    eprintln!("Outbound API listening on http://{address}{}", if args.dev { " (development mode)" } else { "" });
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    server.stop().await;
+    Ok(())
+}
+
+pub async fn voice_sim(args: VoiceSimArgs) -> anyhow::Result<()> {
+    init_logging("info");
+    let key_file = args.keys.key_file.clone().unwrap_or_else(|| PathBuf::from(DEV_KEY_FILE));
+    let secrets = load_secrets(Some(&key_file), true)?;
+    let secret = secrets.voice_platform_secret.context("the key file has no voice_platform_secret")?;
+    let listener = TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let config = outbound_http::simulator::SimulatorConfig {
+        secret: Arc::new(secret.to_vec()),
+        call_duration_ms: (200, 1_500),
+        failure_rate: args.failure_rate,
+    };
+    let (address, handle) = outbound_http::server::start_simulator(config, listener)?;
+    eprintln!("simulated voice platform listening on http://{address}");
+    wait_for_signal().await;
+    handle.stop(true).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

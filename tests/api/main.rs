@@ -1,1 +1,8 @@
+//! Black-box tests of the API over real HTTP against a fresh PostgreSQL
+//! database per test.
 
+mod imports;
+mod openapi;
+mod roles;
+mod support;
+mod workflow;

@@ -199,7 +199,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 "organisation": "Example Outreach Pty Ltd",
                 "on_behalf_of": "Example Energy Co",
                 "purpose": "an offer on a new electricity plan",
-                "contact_for_questions": "1800 160 401",
+                "contact_for_questions": "questions@example.com.au",
             }),
             &[201],
         )

@@ -1,0 +1,1 @@
+//! Contact CSV import and wash result file tests.

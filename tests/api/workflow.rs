@@ -1,0 +1,1 @@
+//! Workflow, dispatcher, webhook and data-safety tests.

@@ -6,8 +6,7 @@ WORKDIR /src
 # Copy only what the build reads, so the host's target/ directory and the key
 # files under .outbound/ stay out of the image. tests/ holds the api test
 # target that the outbound crate's manifest declares.
-# NOTE: migrations/ reaches only the builder. `outbound migrate` works in the
-# runtime image only if the binary embeds the files with sqlx::migrate!.
+# The binary embeds migrations/ at build time, so the runtime image needs no copy.
 COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
 COPY migrations ./migrations

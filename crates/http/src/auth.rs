@@ -78,9 +78,10 @@ impl Principal {
     /// 403 for customer roles and partner tokens without a partner id.
     pub fn read_scope(&self) -> Result<Scope, ApiError> {
         match (&self.role, self.partner_id) {
-            (Role::PartnerAdmin | Role::PartnerUser, Some(partner_id)) => {
-                Ok(Scope { partner_id, client_ids: self.client_ids.clone() })
-            }
+            (Role::PartnerAdmin | Role::PartnerUser, Some(partner_id)) => Ok(Scope {
+                partner_id,
+                client_ids: self.client_ids.clone(),
+            }),
             (Role::PartnerAdmin | Role::PartnerUser, None) => {
                 Err(ApiError::forbidden("the token names no partner_id"))
             }
@@ -97,7 +98,9 @@ impl Principal {
     pub fn write_scope(&self) -> Result<Scope, ApiError> {
         let scope = self.read_scope()?;
         if self.role != Role::PartnerAdmin {
-            return Err(ApiError::forbidden("partner_user is read-only; this request needs partner_admin"));
+            return Err(ApiError::forbidden(
+                "partner_user is read-only; this request needs partner_admin",
+            ));
         }
         Ok(scope)
     }
@@ -136,21 +139,32 @@ fn validation(algorithm: Algorithm, issuer: &str, audience: &str) -> Validation 
 impl Authenticator {
     /// Development mode: HS256 with a shared secret.
     pub fn hs256(secret: &[u8], issuer: &str, audience: &str) -> Self {
-        Self { key: DecodingKey::from_secret(secret), validation: validation(Algorithm::HS256, issuer, audience) }
+        Self {
+            key: DecodingKey::from_secret(secret),
+            validation: validation(Algorithm::HS256, issuer, audience),
+        }
     }
 
     /// Production: a PEM public key for EdDSA or RS256.
     ///
     /// # Errors
     /// Fails for another algorithm or an unreadable key.
-    pub fn public_key(algorithm: &str, pem: &[u8], issuer: &str, audience: &str) -> Result<Self, AuthConfigError> {
+    pub fn public_key(
+        algorithm: &str,
+        pem: &[u8],
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Self, AuthConfigError> {
         let (algorithm, key) = match algorithm {
             "EdDSA" => (Algorithm::EdDSA, DecodingKey::from_ed_pem(pem)),
             "RS256" => (Algorithm::RS256, DecodingKey::from_rsa_pem(pem)),
             other => return Err(AuthConfigError::Algorithm(other.to_owned())),
         };
         let key = key.map_err(|error| AuthConfigError::Key(error.to_string()))?;
-        Ok(Self { key, validation: validation(algorithm, issuer, audience) })
+        Ok(Self {
+            key,
+            validation: validation(algorithm, issuer, audience),
+        })
     }
 
     /// Verifies a token and returns its caller.
@@ -167,7 +181,9 @@ impl Authenticator {
                 ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
                 ErrorKind::InvalidAudience => "the token's audience is not accepted",
                 ErrorKind::InvalidAlgorithm => "the token's algorithm is not accepted",
-                ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (exp, nbf, iss, aud, sub)",
+                ErrorKind::MissingRequiredClaim(_) => {
+                    "the token lacks a required claim (exp, nbf, iss, aud, sub)"
+                }
                 _ => "the token is invalid",
             };
             ApiError::unauthorized(reason)
@@ -187,7 +203,11 @@ impl Authenticator {
 /// # Errors
 /// Fails only if signing fails.
 pub fn mint_hs256(secret: &[u8], claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
-    encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret))
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
 }
 
 fn bearer_token(request: &HttpRequest) -> Result<&str, ApiError> {
@@ -195,12 +215,16 @@ fn bearer_token(request: &HttpRequest) -> Result<&str, ApiError> {
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
-    let value = header.to_str().map_err(|_| ApiError::unauthorized("the Authorization header is not valid text"))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("the Authorization header is not valid text"))?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+        ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
+    })?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(ApiError::unauthorized("the Authorization header must be 'Bearer <token>'"));
+        return Err(ApiError::unauthorized(
+            "the Authorization header must be 'Bearer <token>'",
+        ));
     }
     Ok(token.trim())
 }
@@ -211,8 +235,124 @@ impl FromRequest for Principal {
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let Some(state) = request.app_data::<web::Data<AppState>>() else {
-            return ready(Err(ApiError::internal(&"application state is not configured")));
+            return ready(Err(ApiError::internal(
+                &"application state is not configured",
+            )));
         };
         ready(bearer_token(request).and_then(|token| state.authenticator.verify(token)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A key pair made for these tests only (`openssl genpkey -algorithm ed25519`).
+    const TEST_ED25519_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIBtot0KQOR+CxLqDVMDpf/YWFQaNLKF7aK+2qT1s1zO8\n-----END PRIVATE KEY-----\n";
+    const TEST_ED25519_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAPCw5+VC60QfEiTXv93nZQqIvHFWYW6N4w3AXzdwEUog=\n-----END PUBLIC KEY-----\n";
+
+    fn claims(exp_offset: i64) -> Claims {
+        let now = chrono::Utc::now().timestamp();
+        Claims {
+            sub: "user-1".into(),
+            role: "partner_admin".into(),
+            partner_id: Some(Uuid::nil()),
+            client_ids: vec![Uuid::nil()],
+            iss: "idp".into(),
+            aud: "outbound-api".into(),
+            exp: now + exp_offset,
+            nbf: now - 10,
+            iat: now - 10,
+        }
+    }
+
+    fn eddsa_token(claims: &Claims) -> String {
+        let key = EncodingKey::from_ed_pem(TEST_ED25519_PRIVATE.as_bytes()).expect("test key");
+        encode(&Header::new(Algorithm::EdDSA), claims, &key).expect("signed")
+    }
+
+    fn production() -> Authenticator {
+        Authenticator::public_key(
+            "EdDSA",
+            TEST_ED25519_PUBLIC.as_bytes(),
+            "idp",
+            "outbound-api",
+        )
+        .expect("valid public key")
+    }
+
+    #[test]
+    fn eddsa_token_verifies_with_public_key() {
+        let principal = production()
+            .verify(&eddsa_token(&claims(600)))
+            .expect("valid token");
+        assert_eq!(principal.role, Role::PartnerAdmin);
+        assert_eq!(principal.subject, "user-1");
+    }
+
+    #[test]
+    fn hs256_token_rejected_by_eddsa_verifier() {
+        // Algorithm confusion: an HS256 token keyed with the public key's text.
+        let token = mint_hs256(TEST_ED25519_PUBLIC.as_bytes(), &claims(600)).expect("signed");
+        assert_eq!(
+            production()
+                .verify(&token)
+                .map(|_| ())
+                .map_err(|e| e.detail),
+            Err("the token's algorithm is not accepted".into())
+        );
+    }
+
+    #[test]
+    fn expired_eddsa_token_is_rejected() {
+        let error = production()
+            .verify(&eddsa_token(&claims(-120)))
+            .map(|_| ())
+            .map_err(|e| e.detail);
+        assert_eq!(error, Err("the token has expired".into()));
+    }
+
+    #[test]
+    fn wrong_audience_is_rejected() {
+        let mut other = claims(600);
+        other.aud = "another-api".into();
+        let error = production()
+            .verify(&eddsa_token(&other))
+            .map(|_| ())
+            .map_err(|e| e.detail);
+        assert_eq!(error, Err("the token's audience is not accepted".into()));
+    }
+
+    #[test]
+    fn unsupported_algorithm_is_a_configuration_error() {
+        let result = Authenticator::public_key(
+            "HS256",
+            TEST_ED25519_PUBLIC.as_bytes(),
+            "idp",
+            "outbound-api",
+        );
+        assert!(matches!(result, Err(AuthConfigError::Algorithm(_))));
+    }
+
+    #[test]
+    fn roles_parse_customer_roles_as_customer() {
+        assert_eq!(Role::parse("partner_user"), Role::PartnerUser);
+        assert_eq!(
+            Role::parse("customer_admin"),
+            Role::Customer("customer_admin".into())
+        );
+        let principal = Principal {
+            subject: "s".into(),
+            role: Role::parse("customer_user"),
+            partner_id: Some(Uuid::nil()),
+            client_ids: vec![],
+        };
+        assert_eq!(
+            principal
+                .read_scope()
+                .map(|_| ())
+                .map_err(|e| e.status.as_u16()),
+            Err(403)
+        );
     }
 }

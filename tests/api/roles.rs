@@ -30,6 +30,7 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint { method: "POST", path: "/v1/campaigns", write: true, body: Body::Campaign },
     Endpoint { method: "GET", path: "/v1/campaigns", write: false, body: Body::None },
     Endpoint { method: "GET", path: "/v1/campaigns/{c}", write: false, body: Body::None },
+    Endpoint { method: "PATCH", path: "/v1/campaigns/{c}", write: true, body: Body::Json(r#"{"name":"Renamed"}"#) },
     Endpoint { method: "POST", path: "/v1/campaigns/{c}/imports", write: true, body: Body::Csv(CSV) },
     Endpoint { method: "GET", path: "/v1/campaigns/{c}/imports/{i}", write: false, body: Body::None },
     Endpoint { method: "GET", path: "/v1/campaigns/{c}/imports/{i}/issues", write: false, body: Body::None },
@@ -65,6 +66,7 @@ async fn call(fixture: &Fixture, endpoint: &Endpoint, token: Option<&str>) -> (u
     let url = fixture.app.url(&path);
     let mut request = match endpoint.method {
         "GET" => fixture.app.http.get(url),
+        "PATCH" => fixture.app.http.patch(url).header("If-Match", "*"),
         _ => fixture.app.http.post(url),
     };
     if let Some(token) = token {

@@ -22,14 +22,20 @@ pub struct Accelerated {
 impl Clock {
     /// A clock that reads `start` now and advances `speed` times faster than real time.
     pub fn accelerated(start: DateTime<Utc>, speed: f64) -> Self {
-        Clock::Accelerated(Arc::new(Mutex::new(Accelerated { base: start, real_base: Instant::now(), speed })))
+        Clock::Accelerated(Arc::new(Mutex::new(Accelerated {
+            base: start,
+            real_base: Instant::now(),
+            speed,
+        })))
     }
 
     pub fn now(&self) -> DateTime<Utc> {
         match self {
             Clock::System => Utc::now(),
             Clock::Accelerated(state) => {
-                let state = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let state = state
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 let elapsed = state.real_base.elapsed().as_secs_f64() * state.speed;
                 state.base + Duration::milliseconds((elapsed * 1000.0) as i64)
             }
@@ -44,7 +50,9 @@ impl Clock {
     /// then; the system clock ignores this.
     pub fn skip_to(&self, at: DateTime<Utc>) {
         if let Clock::Accelerated(state) = self {
-            let mut state = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut state = state
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             let elapsed = state.real_base.elapsed().as_secs_f64() * state.speed;
             let now = state.base + Duration::milliseconds((elapsed * 1000.0) as i64);
             if at > now {

@@ -16,7 +16,9 @@ impl DeclaredEncoding {
     pub fn parse(value: &str) -> Option<Self> {
         match value.trim().trim_matches('"').to_ascii_lowercase().as_str() {
             "utf-8" | "utf8" => Some(DeclaredEncoding::Utf8),
-            "windows-1252" | "cp1252" | "latin1" | "iso-8859-1" => Some(DeclaredEncoding::Windows1252),
+            "windows-1252" | "cp1252" | "latin1" | "iso-8859-1" => {
+                Some(DeclaredEncoding::Windows1252)
+            }
             _ => None,
         }
     }
@@ -28,15 +30,24 @@ impl DeclaredEncoding {
 /// # Errors
 /// `422 unsupported_encoding` when the bytes are not valid in that encoding.
 pub fn decode(bytes: &[u8], declared: Option<DeclaredEncoding>) -> Result<String, ApiError> {
-    let unsupported = |detail: &str| ApiError::unprocessable("unsupported_encoding", detail.to_owned());
+    let unsupported =
+        |detail: &str| ApiError::unprocessable("unsupported_encoding", detail.to_owned());
     if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
-        return String::from_utf8(rest.to_vec()).map_err(|_| unsupported("the file has a UTF-8 byte order mark but is not valid UTF-8"));
+        return String::from_utf8(rest.to_vec()).map_err(|_| {
+            unsupported("the file has a UTF-8 byte order mark but is not valid UTF-8")
+        });
     }
     if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
-        let encoding = if bytes.starts_with(b"\xFF\xFE") { UTF_16LE } else { UTF_16BE };
+        let encoding = if bytes.starts_with(b"\xFF\xFE") {
+            UTF_16LE
+        } else {
+            UTF_16BE
+        };
         let (text, _, had_errors) = encoding.decode(bytes);
         if had_errors {
-            return Err(unsupported("the file has a UTF-16 byte order mark but is not valid UTF-16"));
+            return Err(unsupported(
+                "the file has a UTF-16 byte order mark but is not valid UTF-16",
+            ));
         }
         return Ok(text.trim_start_matches('\u{feff}').to_owned());
     }
@@ -67,7 +78,11 @@ pub fn detect_delimiter(text: &str) -> u8 {
             }
         }
     }
-    counts.iter().max_by_key(|(_, count)| *count).filter(|(_, count)| *count > 0).map_or(b',', |(d, _)| *d)
+    counts
+        .iter()
+        .max_by_key(|(_, count)| *count)
+        .filter(|(_, count)| *count > 0)
+        .map_or(b',', |(d, _)| *d)
 }
 
 /// The line where a quoted field opens and never closes, if any.
@@ -117,16 +132,30 @@ mod tests {
 
     #[test]
     fn byte_order_marks_pick_the_encoding() {
-        assert_eq!(decode(b"\xEF\xBB\xBFto_number\n", None).ok().as_deref(), Some("to_number\n"));
-        let utf16: Vec<u8> = [0xFF, 0xFE].into_iter().chain("a,b\n".encode_utf16().flat_map(u16::to_le_bytes)).collect();
+        assert_eq!(
+            decode(b"\xEF\xBB\xBFto_number\n", None).ok().as_deref(),
+            Some("to_number\n")
+        );
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("a,b\n".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
         assert_eq!(decode(&utf16, None).ok().as_deref(), Some("a,b\n"));
     }
 
     #[test]
     fn windows_1252_only_when_declared() {
         let bytes = b"first_name\nZo\xEB\n";
-        assert_eq!(decode(bytes, None).map_err(|e| e.code), Err("unsupported_encoding"));
-        assert_eq!(decode(bytes, Some(DeclaredEncoding::Windows1252)).ok().as_deref(), Some("first_name\nZo\u{eb}\n"));
+        assert_eq!(
+            decode(bytes, None).map_err(|e| e.code),
+            Err("unsupported_encoding")
+        );
+        assert_eq!(
+            decode(bytes, Some(DeclaredEncoding::Windows1252))
+                .ok()
+                .as_deref(),
+            Some("first_name\nZo\u{eb}\n")
+        );
     }
 
     #[test]
@@ -140,7 +169,10 @@ mod tests {
     #[test]
     fn unterminated_quote_names_its_line() {
         assert_eq!(unterminated_quote_line("a,b\n1,\"x\n2,y\n", b','), Some(2));
-        assert_eq!(unterminated_quote_line("a,b\n1,\"x,\"\"y\"\"\nz\"\n", b','), None);
+        assert_eq!(
+            unterminated_quote_line("a,b\n1,\"x,\"\"y\"\"\nz\"\n", b','),
+            None
+        );
         assert_eq!(unterminated_quote_line("a,b\r\n\"1\",2\r\n", b','), None);
     }
 }

@@ -42,7 +42,10 @@ const HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs dispatcher rounds until `shutdown` turns true.
 pub async fn run(state: actix_web::web::Data<AppState>, mut shutdown: watch::Receiver<bool>) {
-    tracing::info!(accelerated_clock = state.clock.is_accelerated(), "dispatcher started");
+    tracing::info!(
+        accelerated_clock = state.clock.is_accelerated(),
+        "dispatcher started"
+    );
     loop {
         if let Err(error) = round(&state).await {
             tracing::error!(error = %error, "dispatcher round failed; retrying");
@@ -85,10 +88,23 @@ async fn expire_lost_results(state: &AppState) -> anyhow::Result<()> {
         let Some(attempt) = attempts::lock_attempt(&mut transaction, attempt_id).await? else {
             continue;
         };
-        if !matches!(attempt.state.as_str(), "handing_over" | "handed_over" | "connected") {
+        if !matches!(
+            attempt.state.as_str(),
+            "handing_over" | "handed_over" | "connected"
+        ) {
             continue;
         }
-        attempts::close(&mut *transaction, attempt.id, "unknown", Outcome::Unknown.as_str(), Some("result_timeout"), None, None, now).await?;
+        attempts::close(
+            &mut *transaction,
+            attempt.id,
+            "unknown",
+            Outcome::Unknown.as_str(),
+            Some("result_timeout"),
+            None,
+            None,
+            now,
+        )
+        .await?;
         settle_contact(&mut transaction, &attempt, Outcome::Unknown, now).await?;
         transaction.commit().await?;
         tracing::warn!(attempt_id = %attempt.id, campaign_id = %attempt.campaign_id, "attempt result lost; recorded as unknown");
@@ -97,19 +113,41 @@ async fn expire_lost_results(state: &AppState) -> anyhow::Result<()> {
 }
 
 /// Zone and local time of the gate check, for the attempt record.
-fn gate_record(campaign: &Campaign, contact: &ContactRecord, decision: &Decision, now: DateTime<Utc>) -> GateRecord {
+fn gate_record(
+    campaign: &Campaign,
+    contact: &ContactRecord,
+    decision: &Decision,
+    now: DateTime<Utc>,
+) -> GateRecord {
     let zones = contact.zones();
-    let zone_checked = zones.iter().map(|z| z.zone.name()).collect::<Vec<_>>().join(",");
-    let local_time_checked = zones
+    let zone_checked = zones
         .iter()
-        .map(|z| now.with_timezone(&z.zone).format("%Y-%m-%dT%H:%M:%S%:z").to_string())
+        .map(|z| z.zone.name())
         .collect::<Vec<_>>()
         .join(",");
-    let clearance = decision.clearance.map_or("not_required", |c| c.as_str()).to_owned();
+    let local_time_checked = zones
+        .iter()
+        .map(|z| {
+            now.with_timezone(&z.zone)
+                .format("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let clearance = decision
+        .clearance
+        .map_or("not_required", |c| c.as_str())
+        .to_owned();
     let clearance_reference = match clearance.as_str() {
         "wash" => contact.registry_evidence.clone(),
-        "consent" => contact.consent_evidence.clone().or_else(|| Some("consent".into())),
-        "exemption" => contact.exemption.clone().or_else(|| campaign.exemption.clone()),
+        "consent" => contact
+            .consent_evidence
+            .clone()
+            .or_else(|| Some("consent".into())),
+        "exemption" => contact
+            .exemption
+            .clone()
+            .or_else(|| campaign.exemption.clone()),
         _ => None,
     };
     GateRecord {
@@ -149,16 +187,25 @@ async fn claim(state: &AppState, campaign_id: Uuid) -> anyhow::Result<Vec<(Uuid,
             match (decision.blocked, decision.next_eligible_at) {
                 (None, _) => {
                     let gate = gate_record(&campaign, &contact, &decision, now);
-                    let attempt_id = attempts::start(&mut transaction, campaign_id, &contact, &gate, now).await?;
+                    let attempt_id =
+                        attempts::start(&mut transaction, campaign_id, &contact, &gate, now)
+                            .await?;
                     started.push((attempt_id, contact.id));
                     free -= 1;
                 }
-                (Some(reason), Some(next)) => attempts::defer(&mut *transaction, contact.id, next, reason.as_str()).await?,
-                (Some(reason), None) => attempts::finish_contact(&mut *transaction, contact.id, reason.as_str()).await?,
+                (Some(reason), Some(next)) => {
+                    attempts::defer(&mut *transaction, contact.id, next, reason.as_str()).await?
+                }
+                (Some(reason), None) => {
+                    attempts::finish_contact(&mut *transaction, contact.id, reason.as_str()).await?
+                }
             }
         }
     }
-    if started.is_empty() && open == 0 && !attempts::has_work_left(&mut *transaction, campaign_id).await? {
+    if started.is_empty()
+        && open == 0
+        && !attempts::has_work_left(&mut *transaction, campaign_id).await?
+    {
         complete(&mut transaction, &campaign).await?;
     }
     transaction.commit().await?;
@@ -197,7 +244,11 @@ enum Handover {
 }
 
 /// Posts the call requests while holding the campaign row `FOR SHARE`.
-async fn hand_over(state: &AppState, campaign_id: Uuid, started: Vec<(Uuid, Uuid)>) -> anyhow::Result<()> {
+async fn hand_over(
+    state: &AppState,
+    campaign_id: Uuid,
+    started: Vec<(Uuid, Uuid)>,
+) -> anyhow::Result<()> {
     let mut transaction = state.pool.begin().await?;
     let campaign = campaigns::lock_by_id(&mut transaction, campaign_id, true).await?;
     let Some(campaign) = campaign.filter(|c| c.state == "running") else {
@@ -211,26 +262,54 @@ async fn hand_over(state: &AppState, campaign_id: Uuid, started: Vec<(Uuid, Uuid
     };
     let mut requests = Vec::with_capacity(started.len());
     for (attempt_id, contact_id) in &started {
-        requests.push((*attempt_id, build_request(state, &mut transaction, &campaign, *attempt_id, *contact_id).await?));
+        requests.push((
+            *attempt_id,
+            build_request(state, &mut transaction, &campaign, *attempt_id, *contact_id).await?,
+        ));
     }
-    let results = join_all(requests.into_iter().map(|(attempt_id, request)| async move {
-        let result = match request {
-            Some(request) => post_call(state, &request).await,
-            None => Handover::Rejected("contact_unreadable"),
-        };
-        (attempt_id, result)
-    }))
+    let results = join_all(
+        requests
+            .into_iter()
+            .map(|(attempt_id, request)| async move {
+                let result = match request {
+                    Some(request) => post_call(state, &request).await,
+                    None => Handover::Rejected("contact_unreadable"),
+                };
+                (attempt_id, result)
+            }),
+    )
     .await;
     let now = state.clock.now();
     for (attempt_id, result) in results {
         match result {
-            Handover::Accepted(call_id) => attempts::mark_handed_over(&mut *transaction, attempt_id, Some(&call_id), now).await?,
+            Handover::Accepted(call_id) => {
+                attempts::mark_handed_over(&mut *transaction, attempt_id, Some(&call_id), now)
+                    .await?
+            }
             Handover::Rejected(reason) | Handover::Lost(reason) => {
-                let outcome = if matches!(result, Handover::Rejected(_)) { Outcome::Failed } else { Outcome::Unknown };
-                let state_name = if outcome == Outcome::Failed { "failed" } else { "unknown" };
+                let outcome = if matches!(result, Handover::Rejected(_)) {
+                    Outcome::Failed
+                } else {
+                    Outcome::Unknown
+                };
+                let state_name = if outcome == Outcome::Failed {
+                    "failed"
+                } else {
+                    "unknown"
+                };
                 tracing::warn!(%attempt_id, %campaign_id, reason, outcome = outcome.as_str(), "hand-over to the voice platform failed");
                 if let Some(attempt) = attempts::lock_attempt(&mut transaction, attempt_id).await? {
-                    attempts::close(&mut *transaction, attempt_id, state_name, outcome.as_str(), Some(reason), None, None, now).await?;
+                    attempts::close(
+                        &mut *transaction,
+                        attempt_id,
+                        state_name,
+                        outcome.as_str(),
+                        Some(reason),
+                        None,
+                        None,
+                        now,
+                    )
+                    .await?;
                     settle_contact(&mut transaction, &attempt, outcome, now).await?;
                 }
             }
@@ -241,7 +320,11 @@ async fn hand_over(state: &AppState, campaign_id: Uuid, started: Vec<(Uuid, Uuid
 }
 
 /// Undoes an attempt that was never sent.
-async fn withdraw(transaction: &mut PgConnection, attempt_id: Uuid, contact_id: Uuid) -> sqlx::Result<()> {
+async fn withdraw(
+    transaction: &mut PgConnection,
+    attempt_id: Uuid,
+    contact_id: Uuid,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE attempts SET state = 'failed', outcome = 'not_placed', end_reason = 'campaign_not_running' WHERE id = $1 AND state = 'handing_over'")
         .bind(attempt_id)
         .execute(&mut *transaction)
@@ -268,7 +351,15 @@ async fn build_request(
     contact_id: Uuid,
 ) -> anyhow::Result<Option<CallRequest>> {
     let sealed = attempts::sealed_contact(&mut *transaction, contact_id).await?;
-    let phone = state.keyring.open(&sealed.key_id, Binding { table: "contacts", row_id: sealed.id, column: "phone" }, &sealed.phone_ciphertext);
+    let phone = state.keyring.open(
+        &sealed.key_id,
+        Binding {
+            table: "contacts",
+            row_id: sealed.id,
+            column: "phone",
+        },
+        &sealed.phone_ciphertext,
+    );
     let phone = match phone {
         Ok(phone) => String::from_utf8_lossy(&phone).into_owned(),
         Err(error) => {
@@ -278,10 +369,16 @@ async fn build_request(
     };
     let mut personalisation = BTreeMap::new();
     if let Some(ciphertext) = &sealed.personalisation_ciphertext {
-        let binding = Binding { table: "contacts", row_id: sealed.id, column: "personalisation" };
+        let binding = Binding {
+            table: "contacts",
+            row_id: sealed.id,
+            column: "personalisation",
+        };
         match state.keyring.open(&sealed.key_id, binding, ciphertext) {
             Ok(plain) => personalisation = serde_json::from_slice(&plain).unwrap_or_default(),
-            Err(error) => tracing::error!(%contact_id, error = %error, "personalisation cannot be decrypted; calling without it"),
+            Err(error) => {
+                tracing::error!(%contact_id, error = %error, "personalisation cannot be decrypted; calling without it")
+            }
         }
     }
     Ok(Some(CallRequest {
@@ -296,7 +393,10 @@ async fn build_request(
             contact_for_questions: campaign.contact_for_questions.clone(),
         },
         personalisation,
-        callback_url: format!("{}/v1/voice/events", state.voice.public_url.trim_end_matches('/')),
+        callback_url: format!(
+            "{}/v1/voice/events",
+            state.voice.public_url.trim_end_matches('/')
+        ),
     }))
 }
 
@@ -319,11 +419,15 @@ async fn post_call(state: &AppState, request: &CallRequest) -> Handover {
         .send()
         .await;
     match response {
-        Ok(response) if response.status().is_success() => match response.json::<CallAccepted>().await {
-            Ok(accepted) => Handover::Accepted(accepted.call_id),
-            Err(_) => Handover::Lost("platform_answer_unreadable"),
-        },
-        Ok(response) if response.status().is_client_error() => Handover::Rejected("platform_rejected_request"),
+        Ok(response) if response.status().is_success() => {
+            match response.json::<CallAccepted>().await {
+                Ok(accepted) => Handover::Accepted(accepted.call_id),
+                Err(_) => Handover::Lost("platform_answer_unreadable"),
+            }
+        }
+        Ok(response) if response.status().is_client_error() => {
+            Handover::Rejected("platform_rejected_request")
+        }
         Ok(_) => Handover::Lost("platform_server_error"),
         Err(error) if error.is_connect() => Handover::Rejected("platform_unreachable"),
         Err(error) if error.is_timeout() => Handover::Lost("platform_timeout"),

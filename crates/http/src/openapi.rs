@@ -16,6 +16,7 @@ use crate::routes::{campaigns, imports, lifecycle, reports, webhooks};
         campaigns::create_campaign,
         campaigns::list_campaigns,
         campaigns::get_campaign,
+        campaigns::update_campaign,
         imports::import_contacts,
         imports::get_import,
         imports::list_import_issues,
@@ -50,14 +51,21 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
 
 /// The document as pretty JSON with a trailing newline, as committed in `openapi/openapi.json`.
 pub fn document_json() -> String {
-    let mut text = ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises");
+    let mut text = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises");
     text.push('\n');
     text
 }

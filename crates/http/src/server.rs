@@ -20,6 +20,7 @@ pub fn configure_api(config: &mut web::ServiceConfig) {
         .service(campaigns::create_campaign)
         .service(campaigns::list_campaigns)
         .service(campaigns::get_campaign)
+        .service(campaigns::update_campaign)
         .service(imports::import_contacts)
         .service(imports::get_import)
         .service(imports::list_import_issues)
@@ -45,7 +46,9 @@ async fn healthz() -> HttpResponse {
 
 #[get("/openapi.json")]
 async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(crate::openapi::document_json())
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(crate::openapi::document_json())
 }
 
 /// Turns actix's own plain-text errors (unknown route, wrong method, oversized
@@ -58,21 +61,32 @@ fn problem_for_framework_errors<B: MessageBody + 'static>(
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
     if is_problem {
-        return Ok(ErrorHandlerResponse::Response(response.map_into_left_body()));
+        return Ok(ErrorHandlerResponse::Response(
+            response.map_into_left_body(),
+        ));
     }
     let status = response.status();
     let (code, detail) = match status.as_u16() {
         404 => ("not_found", "no such route"),
-        405 => ("method_not_allowed", "this route does not accept the method"),
+        405 => (
+            "method_not_allowed",
+            "this route does not accept the method",
+        ),
         413 => ("payload_too_large", "the request body is too large"),
-        415 => ("unsupported_media_type", "the Content-Type is not accepted here"),
+        415 => (
+            "unsupported_media_type",
+            "the Content-Type is not accepted here",
+        ),
         400 => ("invalid_request", "the request is malformed"),
         _ => ("error", "the request failed"),
     };
     let error = ApiError::new(status, code, detail);
     let (request, _) = response.into_parts();
-    let rebuilt = ServiceResponse::new(request, actix_web::ResponseError::error_response(&error)).map_into_boxed_body();
-    Ok(ErrorHandlerResponse::Response(rebuilt.map_into_right_body()))
+    let rebuilt = ServiceResponse::new(request, actix_web::ResponseError::error_response(&error))
+        .map_into_boxed_body();
+    Ok(ErrorHandlerResponse::Response(
+        rebuilt.map_into_right_body(),
+    ))
 }
 
 /// Builds the app with its middleware, extractor limits and routes.
@@ -150,7 +164,11 @@ impl RunningServer {
 ///
 /// # Errors
 /// Fails when the listener cannot be used.
-pub fn start(state: AppState, listener: TcpListener, dispatch: bool) -> std::io::Result<RunningServer> {
+pub fn start(
+    state: AppState,
+    listener: TcpListener,
+    dispatch: bool,
+) -> std::io::Result<RunningServer> {
     let address = listener.local_addr()?;
     let state = web::Data::new(state);
     let (shutdown, receiver) = watch::channel(false);
@@ -163,7 +181,13 @@ pub fn start(state: AppState, listener: TcpListener, dispatch: bool) -> std::io:
         .run();
     let handle = server.handle();
     let server = tokio::spawn(server);
-    Ok(RunningServer { address, handle, shutdown, dispatcher, server })
+    Ok(RunningServer {
+        address,
+        handle,
+        shutdown,
+        dispatcher,
+        server,
+    })
 }
 
 /// Starts the simulated voice platform on `listener`.
@@ -176,11 +200,15 @@ pub fn start_simulator(
 ) -> std::io::Result<(std::net::SocketAddr, actix_web::dev::ServerHandle)> {
     let address = listener.local_addr()?;
     let state = web::Data::new(crate::simulator::SimulatorState::new(config));
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(crate::simulator::configure))
-        .listen(listener)?
-        .disable_signals()
-        .workers(2)
-        .run();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(crate::simulator::configure)
+    })
+    .listen(listener)?
+    .disable_signals()
+    .workers(2)
+    .run();
     let handle = server.handle();
     tokio::spawn(server);
     Ok((address, handle))

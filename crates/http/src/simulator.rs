@@ -35,7 +35,11 @@ pub struct SimulatorState {
 
 impl SimulatorState {
     pub fn new(config: SimulatorConfig) -> Self {
-        Self { config, http: reqwest::Client::new(), calls: Mutex::new(HashMap::new()) }
+        Self {
+            config,
+            http: reqwest::Client::new(),
+            calls: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -70,8 +74,15 @@ fn pick_outcome(rng: &mut impl Rng) -> Outcome {
 
 /// Accept a call request (simulated).
 #[post("/v1/calls")]
-pub async fn accept_call(state: web::Data<SimulatorState>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let header = request.headers().get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+pub async fn accept_call(
+    state: web::Data<SimulatorState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let header = request
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok());
     if let Err(error) = verify(&state.config.secret, header, &body, Utc::now().timestamp()) {
         tracing::warn!(reason = %error, "simulator rejected a call request");
         return HttpResponse::Unauthorized().finish();
@@ -80,7 +91,10 @@ pub async fn accept_call(state: web::Data<SimulatorState>, request: HttpRequest,
         return HttpResponse::BadRequest().finish();
     };
     let (call_id, first) = {
-        let mut calls = state.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut calls = state
+            .calls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match calls.get(&call.attempt_id) {
             Some(existing) => (existing.clone(), false),
             None => {
@@ -106,7 +120,11 @@ async fn play_call(state: web::Data<SimulatorState>, call: CallRequest, call_id:
     let (outcome, total_ms, summary_index) = {
         let mut rng = rand::thread_rng();
         let (low, high) = state.config.call_duration_ms;
-        (pick_outcome(&mut rng), rng.gen_range(low..=high.max(low)), rng.gen_range(0..SUMMARIES.len()))
+        (
+            pick_outcome(&mut rng),
+            rng.gen_range(low..=high.max(low)),
+            rng.gen_range(0..SUMMARIES.len()),
+        )
     };
     let event = |event_type: CallEventType| CallEvent {
         event_id: Uuid::new_v4().to_string(),
@@ -135,10 +153,16 @@ async fn play_call(state: web::Data<SimulatorState>, call: CallRequest, call_id:
         Outcome::Failed => "network_error".into(),
         other => other.as_str().into(),
     });
-    ended.duration_seconds = Some(if answered { 30 + (total_ms % 240) as i32 } else { 0 });
+    ended.duration_seconds = Some(if answered {
+        30 + (total_ms % 240) as i32
+    } else {
+        0
+    });
     ended.summary = match outcome {
         Outcome::Answered => Some(SUMMARIES[summary_index].into()),
-        Outcome::OptedOut => Some("Recipient asked not to be called again; the call ended at once.".into()),
+        Outcome::OptedOut => {
+            Some("Recipient asked not to be called again; the call ended at once.".into())
+        }
         _ => None,
     };
     events.push((total_ms / 4, ended));
@@ -166,7 +190,11 @@ async fn send_event(state: &SimulatorState, url: &str, event: &CallEvent) {
             .send()
             .await;
         match result {
-            Ok(response) if response.status().is_success() || response.status().is_client_error() => return,
+            Ok(response)
+                if response.status().is_success() || response.status().is_client_error() =>
+            {
+                return
+            }
             _ => tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await,
         }
     }

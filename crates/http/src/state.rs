@@ -20,7 +20,10 @@ pub struct ImportLimits {
 
 impl Default for ImportLimits {
     fn default() -> Self {
-        Self { max_bytes: 64 * 1024 * 1024, max_rows: 250_000 }
+        Self {
+            max_bytes: 64 * 1024 * 1024,
+            max_rows: 250_000,
+        }
     }
 }
 

@@ -38,7 +38,9 @@ pub struct CallRequest {
 // The number and personalisation never reach a log line through Debug.
 impl std::fmt::Debug for CallRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallRequest").field("attempt_id", &self.attempt_id).finish_non_exhaustive()
+        f.debug_struct("CallRequest")
+            .field("attempt_id", &self.attempt_id)
+            .finish_non_exhaustive()
     }
 }
 

@@ -10,8 +10,12 @@ use crate::contacts::{ContactRecord, RECORD_COLUMNS};
 pub const OPEN_STATES: &str = "('handing_over', 'handed_over', 'connected')";
 
 pub async fn open_count(executor: impl PgExecutor<'_>, campaign_id: Uuid) -> sqlx::Result<i64> {
-    let query = format!("SELECT count(*) FROM attempts WHERE campaign_id = $1 AND state IN {OPEN_STATES}");
-    sqlx::query_scalar(&query).bind(campaign_id).fetch_one(executor).await
+    let query =
+        format!("SELECT count(*) FROM attempts WHERE campaign_id = $1 AND state IN {OPEN_STATES}");
+    sqlx::query_scalar(&query)
+        .bind(campaign_id)
+        .fetch_one(executor)
+        .await
 }
 
 /// Claims up to `limit` due contacts, highest priority first, then the longest
@@ -30,7 +34,12 @@ pub async fn claim_due(
           ORDER BY c.priority DESC, c.next_attempt_at NULLS FIRST, c.row_number
           LIMIT $3 FOR UPDATE OF c SKIP LOCKED"
     );
-    sqlx::query_as(&query).bind(campaign_id).bind(now).bind(limit).fetch_all(connection).await
+    sqlx::query_as(&query)
+        .bind(campaign_id)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(connection)
+        .await
 }
 
 /// Moves a blocked contact's next check to when the rules allow it.
@@ -53,7 +62,11 @@ pub async fn defer(
 }
 
 /// Ends a contact's calling with the reason it ended.
-pub async fn finish_contact(executor: impl PgExecutor<'_>, contact_id: Uuid, reason: &str) -> sqlx::Result<()> {
+pub async fn finish_contact(
+    executor: impl PgExecutor<'_>,
+    contact_id: Uuid,
+    reason: &str,
+) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE contacts SET state = 'done', final_reason = $2, blocked_reason = NULL, next_attempt_at = NULL,
                 next_eligible_at = NULL, updated_at = now()
@@ -124,7 +137,10 @@ pub struct SealedContact {
     pub personalisation_ciphertext: Option<Vec<u8>>,
 }
 
-pub async fn sealed_contact(executor: impl PgExecutor<'_>, contact_id: Uuid) -> sqlx::Result<SealedContact> {
+pub async fn sealed_contact(
+    executor: impl PgExecutor<'_>,
+    contact_id: Uuid,
+) -> sqlx::Result<SealedContact> {
     sqlx::query_as("SELECT id, key_id, phone_ciphertext, personalisation_ciphertext FROM contacts WHERE id = $1")
         .bind(contact_id)
         .fetch_one(executor)
@@ -164,7 +180,10 @@ pub struct AttemptWithContact {
 }
 
 /// Locks an attempt and its contact for an update.
-pub async fn lock_attempt(connection: &mut PgConnection, attempt_id: Uuid) -> sqlx::Result<Option<AttemptWithContact>> {
+pub async fn lock_attempt(
+    connection: &mut PgConnection,
+    attempt_id: Uuid,
+) -> sqlx::Result<Option<AttemptWithContact>> {
     sqlx::query_as(
         "SELECT a.id, a.campaign_id, a.contact_id, a.state, c.client_id, c.phone_index, c.attempts_made,
                 c.max_attempts, k.retry_policy
@@ -177,7 +196,11 @@ pub async fn lock_attempt(connection: &mut PgConnection, attempt_id: Uuid) -> sq
 }
 
 /// Marks an open attempt connected when the call is answered.
-pub async fn mark_connected(executor: impl PgExecutor<'_>, attempt_id: Uuid, at: DateTime<Utc>) -> sqlx::Result<()> {
+pub async fn mark_connected(
+    executor: impl PgExecutor<'_>,
+    attempt_id: Uuid,
+    at: DateTime<Utc>,
+) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE attempts SET state = 'connected', answered_at = COALESCE(answered_at, $2)
           WHERE id = $1 AND state IN ('handing_over', 'handed_over')",
@@ -237,7 +260,12 @@ pub async fn requeue_contact(
 }
 
 /// Ends a contact after its last attempt.
-pub async fn close_contact(executor: impl PgExecutor<'_>, contact_id: Uuid, outcome: &str, reason: &str) -> sqlx::Result<()> {
+pub async fn close_contact(
+    executor: impl PgExecutor<'_>,
+    contact_id: Uuid,
+    outcome: &str,
+    reason: &str,
+) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE contacts SET state = 'done', last_outcome = $2, final_reason = $3, next_attempt_at = NULL,
                 updated_at = now()
@@ -270,9 +298,17 @@ pub async fn record_event(
 }
 
 /// Open attempts that started before `cutoff`: their result is lost.
-pub async fn stale_open(executor: impl PgExecutor<'_>, cutoff: DateTime<Utc>) -> sqlx::Result<Vec<Uuid>> {
-    let query = format!("SELECT id FROM attempts WHERE state IN {OPEN_STATES} AND started_at < $1 LIMIT 500");
-    sqlx::query_scalar(&query).bind(cutoff).fetch_all(executor).await
+pub async fn stale_open(
+    executor: impl PgExecutor<'_>,
+    cutoff: DateTime<Utc>,
+) -> sqlx::Result<Vec<Uuid>> {
+    let query = format!(
+        "SELECT id FROM attempts WHERE state IN {OPEN_STATES} AND started_at < $1 LIMIT 500"
+    );
+    sqlx::query_scalar(&query)
+        .bind(cutoff)
+        .fetch_all(executor)
+        .await
 }
 
 /// Whether the campaign has contacts still to call or calls still open.
@@ -319,7 +355,10 @@ pub struct AttemptRecord {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
-pub async fn for_contacts(executor: impl PgExecutor<'_>, contact_ids: &[Uuid]) -> sqlx::Result<Vec<AttemptRecord>> {
+pub async fn for_contacts(
+    executor: impl PgExecutor<'_>,
+    contact_ids: &[Uuid],
+) -> sqlx::Result<Vec<AttemptRecord>> {
     sqlx::query_as(
         "SELECT id, contact_id, attempt_number, state, outcome, end_reason, zone_checked, local_time_checked, clearance,
                 duration_seconds, summary, started_at, ended_at
@@ -330,7 +369,10 @@ pub async fn for_contacts(executor: impl PgExecutor<'_>, contact_ids: &[Uuid]) -
     .await
 }
 
-pub async fn outcome_counts(executor: impl PgExecutor<'_>, campaign_id: Uuid) -> sqlx::Result<Vec<(Option<String>, i64)>> {
+pub async fn outcome_counts(
+    executor: impl PgExecutor<'_>,
+    campaign_id: Uuid,
+) -> sqlx::Result<Vec<(Option<String>, i64)>> {
     sqlx::query_as(
         "SELECT outcome, count(*) FROM attempts WHERE campaign_id = $1 GROUP BY outcome ORDER BY outcome",
     )

@@ -68,7 +68,10 @@ pub async fn list_for_campaign(
 }
 
 /// State changes of a campaign, oldest first.
-pub async fn timeline(executor: impl PgExecutor<'_>, campaign_id: Uuid) -> sqlx::Result<Vec<AuditRecord>> {
+pub async fn timeline(
+    executor: impl PgExecutor<'_>,
+    campaign_id: Uuid,
+) -> sqlx::Result<Vec<AuditRecord>> {
     sqlx::query_as(
         "SELECT id, actor, action, from_state, to_state, details, request_id, created_at
            FROM audit_log WHERE campaign_id = $1 AND to_state IS NOT NULL ORDER BY id",

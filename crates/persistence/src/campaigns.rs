@@ -63,7 +63,11 @@ impl Campaign {
 
     /// The stored window; a window that fails to parse allows no calls.
     pub fn window(&self) -> CallingWindow {
-        self.calling_window.0.parse().unwrap_or(CallingWindow { weekdays: None, saturday: None, sunday: None })
+        self.calling_window.0.parse().unwrap_or(CallingWindow {
+            weekdays: None,
+            saturday: None,
+            sunday: None,
+        })
     }
 
     pub fn exemption(&self) -> Option<Exemption> {
@@ -97,7 +101,9 @@ impl Campaign {
     }
 
     pub fn number_policy(&self) -> NumberPolicy {
-        NumberPolicy { allow_non_geographic: self.allow_non_geographic }
+        NumberPolicy {
+            allow_non_geographic: self.allow_non_geographic,
+        }
     }
 }
 
@@ -127,7 +133,10 @@ pub struct NewCampaign {
     pub block_state_holidays: bool,
 }
 
-pub async fn insert(executor: impl PgExecutor<'_>, campaign: &NewCampaign) -> sqlx::Result<Campaign> {
+pub async fn insert(
+    executor: impl PgExecutor<'_>,
+    campaign: &NewCampaign,
+) -> sqlx::Result<Campaign> {
     let query = format!(
         "INSERT INTO campaigns (id, partner_id, client_id, project_id, name, call_type, start_date, end_date,
             calling_window, retry_policy, personalisation_keys, capacity, default_max_attempts, caller_id,
@@ -168,7 +177,11 @@ const SCOPE_FILTER: &str = "partner_id = $1 AND client_id = ANY($2)
 
 /// The campaign when it is in `scope`; another partner's or an unassigned
 /// client's campaign is `None`, exactly like a missing one.
-pub async fn find(executor: impl PgExecutor<'_>, scope: &Scope, id: Uuid) -> sqlx::Result<Option<Campaign>> {
+pub async fn find(
+    executor: impl PgExecutor<'_>,
+    scope: &Scope,
+    id: Uuid,
+) -> sqlx::Result<Option<Campaign>> {
     let query = format!("SELECT {COLUMNS} FROM campaigns WHERE {SCOPE_FILTER} AND id = $3");
     sqlx::query_as(&query)
         .bind(scope.partner_id)
@@ -185,7 +198,8 @@ pub async fn find_for_update(
     scope: &Scope,
     id: Uuid,
 ) -> sqlx::Result<Option<Campaign>> {
-    let query = format!("SELECT {COLUMNS} FROM campaigns WHERE {SCOPE_FILTER} AND id = $3 FOR UPDATE");
+    let query =
+        format!("SELECT {COLUMNS} FROM campaigns WHERE {SCOPE_FILTER} AND id = $3 FOR UPDATE");
     sqlx::query_as(&query)
         .bind(scope.partner_id)
         .bind(&scope.client_ids)
@@ -195,10 +209,17 @@ pub async fn find_for_update(
 }
 
 /// Locks a campaign by id alone, for the dispatcher (which has no caller scope).
-pub async fn lock_by_id(connection: &mut PgConnection, id: Uuid, shared: bool) -> sqlx::Result<Option<Campaign>> {
+pub async fn lock_by_id(
+    connection: &mut PgConnection,
+    id: Uuid,
+    shared: bool,
+) -> sqlx::Result<Option<Campaign>> {
     let mode = if shared { "FOR SHARE" } else { "FOR UPDATE" };
     let query = format!("SELECT {COLUMNS} FROM campaigns WHERE id = $1 {mode}");
-    sqlx::query_as(&query).bind(id).fetch_optional(connection).await
+    sqlx::query_as(&query)
+        .bind(id)
+        .fetch_optional(connection)
+        .await
 }
 
 /// Campaigns in scope, newest first, after the `(created_at, id)` cursor.
@@ -247,4 +268,43 @@ pub async fn set_state(
     .execute(connection)
     .await?;
     Ok(())
+}
+
+/// Overwrites a campaign's settings and bumps its version; the caller holds
+/// the row lock and has checked the state and the expected version.
+pub async fn update_settings(
+    connection: &mut PgConnection,
+    id: Uuid,
+    campaign: &NewCampaign,
+) -> sqlx::Result<Campaign> {
+    let query = format!(
+        "UPDATE campaigns SET name = $2, start_date = $3, end_date = $4, calling_window = $5, retry_policy = $6,
+                personalisation_keys = $7, capacity = $8, default_max_attempts = $9, caller_id = $10,
+                organisation = $11, on_behalf_of = $12, purpose = $13, contact_for_questions = $14, exemption = $15,
+                exemption_evidence = $16, allow_non_geographic = $17, block_state_holidays = $18,
+                version = version + 1, updated_at = now()
+          WHERE id = $1
+         RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(&query)
+        .bind(id)
+        .bind(&campaign.name)
+        .bind(campaign.start_date)
+        .bind(campaign.end_date)
+        .bind(Json(&campaign.calling_window))
+        .bind(Json(&campaign.retry_policy))
+        .bind(&campaign.personalisation_keys)
+        .bind(campaign.capacity)
+        .bind(campaign.default_max_attempts)
+        .bind(&campaign.caller_id)
+        .bind(&campaign.organisation)
+        .bind(&campaign.on_behalf_of)
+        .bind(&campaign.purpose)
+        .bind(&campaign.contact_for_questions)
+        .bind(campaign.exemption.map(Exemption::as_str))
+        .bind(&campaign.exemption_evidence)
+        .bind(campaign.allow_non_geographic)
+        .bind(campaign.block_state_holidays)
+        .fetch_one(connection)
+        .await
 }

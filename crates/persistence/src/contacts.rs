@@ -55,16 +55,21 @@ pub async fn insert_batch(
         let indexes: Vec<Vec<u8>> = chunk.iter().map(|c| c.phone_index.clone()).collect();
         let masked: Vec<String> = chunk.iter().map(|c| c.phone_masked.clone()).collect();
         let number_types: Vec<&str> = chunk.iter().map(|c| c.number_type).collect();
-        let personalisation: Vec<Option<Vec<u8>>> =
-            chunk.iter().map(|c| c.personalisation_ciphertext.clone()).collect();
+        let personalisation: Vec<Option<Vec<u8>>> = chunk
+            .iter()
+            .map(|c| c.personalisation_ciphertext.clone())
+            .collect();
         let refs: Vec<Option<String>> = chunk.iter().map(|c| c.contact_ref.clone()).collect();
         let zone_sources: Vec<&str> = chunk.iter().map(|c| c.zone_source).collect();
         let zone_keys: Vec<String> = chunk.iter().map(|c| c.zone_key.clone()).collect();
         let statuses: Vec<Option<&str>> = chunk.iter().map(|c| c.registry_status).collect();
-        let checked: Vec<Option<DateTime<Utc>>> = chunk.iter().map(|c| c.registry_checked_at).collect();
-        let evidence: Vec<Option<String>> = chunk.iter().map(|c| c.registry_evidence.clone()).collect();
+        let checked: Vec<Option<DateTime<Utc>>> =
+            chunk.iter().map(|c| c.registry_checked_at).collect();
+        let evidence: Vec<Option<String>> =
+            chunk.iter().map(|c| c.registry_evidence.clone()).collect();
         let consent_types: Vec<Option<&str>> = chunk.iter().map(|c| c.consent_type).collect();
-        let consent_evidence: Vec<Option<String>> = chunk.iter().map(|c| c.consent_evidence.clone()).collect();
+        let consent_evidence: Vec<Option<String>> =
+            chunk.iter().map(|c| c.consent_evidence.clone()).collect();
         let given: Vec<Option<NaiveDate>> = chunk.iter().map(|c| c.consent_given_on).collect();
         let expires: Vec<Option<NaiveDate>> = chunk.iter().map(|c| c.consent_expires_on).collect();
         let exemptions: Vec<Option<&str>> = chunk.iter().map(|c| c.exemption).collect();
@@ -182,7 +187,10 @@ impl ContactRecord {
 
     pub fn wash(&self) -> Option<WashResult> {
         let status = RegistryStatus::parse(self.registry_status.as_deref()?)?;
-        Some(WashResult { status, checked_at: self.registry_checked_at? })
+        Some(WashResult {
+            status,
+            checked_at: self.registry_checked_at?,
+        })
     }
 
     pub fn consent(&self) -> Option<Consent> {
@@ -214,9 +222,15 @@ impl ContactRecord {
 }
 
 /// Every contact of a campaign in row order.
-pub async fn all_for_campaign(executor: impl PgExecutor<'_>, campaign_id: Uuid) -> sqlx::Result<Vec<ContactRecord>> {
+pub async fn all_for_campaign(
+    executor: impl PgExecutor<'_>,
+    campaign_id: Uuid,
+) -> sqlx::Result<Vec<ContactRecord>> {
     let query = format!("SELECT {RECORD_COLUMNS} FROM contacts c WHERE c.campaign_id = $1 ORDER BY c.row_number, c.id");
-    sqlx::query_as(&query).bind(campaign_id).fetch_all(executor).await
+    sqlx::query_as(&query)
+        .bind(campaign_id)
+        .fetch_all(executor)
+        .await
 }
 
 /// A page of contacts after the `(row_number, id)` cursor.
@@ -295,7 +309,10 @@ pub async fn count_by(
     let query = format!(
         "SELECT {column}, count(*) FROM contacts WHERE campaign_id = $1 GROUP BY {column} ORDER BY {column}"
     );
-    sqlx::query_as(&query).bind(campaign_id).fetch_all(executor).await
+    sqlx::query_as(&query)
+        .bind(campaign_id)
+        .fetch_all(executor)
+        .await
 }
 
 /// Adds a number to a client's suppression list; adding twice is a no-op.
@@ -321,7 +338,10 @@ pub async fn suppress(
 }
 
 /// Suppressed numbers among a campaign's contacts.
-pub async fn count_suppressed(executor: impl PgExecutor<'_>, campaign_id: Uuid) -> sqlx::Result<i64> {
+pub async fn count_suppressed(
+    executor: impl PgExecutor<'_>,
+    campaign_id: Uuid,
+) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT count(*) FROM contacts c
           WHERE c.campaign_id = $1

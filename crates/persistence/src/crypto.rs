@@ -75,7 +75,9 @@ impl Keyring {
         let mut ciphers = HashMap::new();
         for (id, key) in data_keys {
             if key.len() != 32 {
-                return Err(CryptoError::InvalidKey(format!("data key {id:?} must be 32 bytes")));
+                return Err(CryptoError::InvalidKey(format!(
+                    "data key {id:?} must be 32 bytes"
+                )));
             }
             if key == &blind_index_key {
                 return Err(CryptoError::InvalidKey(
@@ -90,7 +92,9 @@ impl Keyring {
             return Err(CryptoError::UnknownKey(active_key_id.to_owned()));
         }
         if blind_index_key.len() < 32 {
-            return Err(CryptoError::InvalidKey("the blind-index key must be at least 32 bytes".into()));
+            return Err(CryptoError::InvalidKey(
+                "the blind-index key must be at least 32 bytes".into(),
+            ));
         }
         Ok(Self {
             active_key_id: active_key_id.to_owned(),
@@ -110,7 +114,13 @@ impl Keyring {
         rand::thread_rng().fill_bytes(&mut nonce);
         let aad = binding.associated_data();
         let sealed = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
         let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
         out.extend_from_slice(&nonce);
@@ -123,15 +133,29 @@ impl Keyring {
     /// # Errors
     /// Fails for an unknown key id, a truncated value, or a ciphertext that was
     /// made for another row or column or altered.
-    pub fn open(&self, key_id: &str, binding: Binding<'_>, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let cipher = self.ciphers.get(key_id).ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))?;
+    pub fn open(
+        &self,
+        key_id: &str,
+        binding: Binding<'_>,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let cipher = self
+            .ciphers
+            .get(key_id)
+            .ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))?;
         if sealed.len() < NONCE_LEN + 16 {
             return Err(CryptoError::Truncated);
         }
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         let aad = binding.associated_data();
         cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad: &aad })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: body,
+                    aad: &aad,
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Authentication)
     }
@@ -155,7 +179,11 @@ mod tests {
     }
 
     fn binding(row_id: uuid::Uuid, column: &'static str) -> Binding<'static> {
-        Binding { table: "contacts", row_id, column }
+        Binding {
+            table: "contacts",
+            row_id,
+            column,
+        }
     }
 
     #[test]
@@ -164,7 +192,9 @@ mod tests {
         let id = uuid::Uuid::new_v4();
         let sealed = keys.seal(binding(id, "phone"), b"+61491570006");
         assert!(!sealed.windows(12).any(|w| w == b"+61491570006"));
-        let opened = keys.open("k1", binding(id, "phone"), &sealed).expect("opens");
+        let opened = keys
+            .open("k1", binding(id, "phone"), &sealed)
+            .expect("opens");
         assert_eq!(opened.as_slice(), b"+61491570006");
     }
 
@@ -184,16 +214,29 @@ mod tests {
         let keys = keyring();
         let id = uuid::Uuid::new_v4();
         let sealed = keys.seal(binding(id, "phone"), b"x");
-        assert!(matches!(keys.open("k0", binding(id, "phone"), &sealed), Err(CryptoError::UnknownKey(_))));
+        assert!(matches!(
+            keys.open("k0", binding(id, "phone"), &sealed),
+            Err(CryptoError::UnknownKey(_))
+        ));
     }
 
     #[test]
     fn blind_index_is_stable_and_keyed() {
         let keys = keyring();
-        assert_eq!(keys.phone_index("+61491570006"), keys.phone_index("+61491570006"));
-        assert_ne!(keys.phone_index("+61491570006"), keys.phone_index("+61491570156"));
-        let other = Keyring::new(&[("k1".into(), vec![7u8; 32])], "k1", vec![8u8; 32]).expect("valid");
-        assert_ne!(keys.phone_index("+61491570006"), other.phone_index("+61491570006"));
+        assert_eq!(
+            keys.phone_index("+61491570006"),
+            keys.phone_index("+61491570006")
+        );
+        assert_ne!(
+            keys.phone_index("+61491570006"),
+            keys.phone_index("+61491570156")
+        );
+        let other =
+            Keyring::new(&[("k1".into(), vec![7u8; 32])], "k1", vec![8u8; 32]).expect("valid");
+        assert_ne!(
+            keys.phone_index("+61491570006"),
+            other.phone_index("+61491570006")
+        );
     }
 
     #[test]

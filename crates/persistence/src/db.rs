@@ -22,15 +22,19 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("DATABASE_URL names no database"))?
         .to_owned();
     let mut admin = options.clone().database("postgres").connect().await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut admin)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
     if !exists {
         let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
         if let Err(error) = sqlx::query(&statement).execute(&mut admin).await {
             // Another process may have created it between the check and here.
-            let code = error.as_database_error().and_then(|e| e.code()).unwrap_or_default();
+            let code = error
+                .as_database_error()
+                .and_then(|e| e.code())
+                .unwrap_or_default();
             if code != "42P04" {
                 return Err(error.into());
             }

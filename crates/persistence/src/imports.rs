@@ -63,7 +63,11 @@ pub async fn insert_import(
     Ok(())
 }
 
-pub async fn insert_issues(connection: &mut PgConnection, import_id: Uuid, issues: &[IssueRecord]) -> sqlx::Result<()> {
+pub async fn insert_issues(
+    connection: &mut PgConnection,
+    import_id: Uuid,
+    issues: &[IssueRecord],
+) -> sqlx::Result<()> {
     for (chunk_index, chunk) in issues.chunks(5_000).enumerate() {
         let offset = (chunk_index * 5_000) as i32;
         let seq: Vec<i32> = (0..chunk.len() as i32).map(|i| offset + i).collect();
@@ -91,7 +95,11 @@ pub async fn insert_issues(connection: &mut PgConnection, import_id: Uuid, issue
     Ok(())
 }
 
-pub async fn find_import(executor: impl PgExecutor<'_>, campaign_id: Uuid, id: Uuid) -> sqlx::Result<Option<ImportRecord>> {
+pub async fn find_import(
+    executor: impl PgExecutor<'_>,
+    campaign_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<ImportRecord>> {
     sqlx::query_as(
         "SELECT id, campaign_id, file_sha256, state, rows_total, rows_accepted, rows_rejected, rows_with_warnings,
                 dropped_columns, created_at
@@ -103,7 +111,12 @@ pub async fn find_import(executor: impl PgExecutor<'_>, campaign_id: Uuid, id: U
     .await
 }
 
-pub async fn issues(executor: impl PgExecutor<'_>, import_id: Uuid, after_seq: i32, limit: i64) -> sqlx::Result<Vec<(i32, IssueRecord)>> {
+pub async fn issues(
+    executor: impl PgExecutor<'_>,
+    import_id: Uuid,
+    after_seq: i32,
+    limit: i64,
+) -> sqlx::Result<Vec<(i32, IssueRecord)>> {
     let rows: Vec<(i32, String, i32, i32, String, String, String)> = sqlx::query_as(
         "SELECT seq, severity, row_number, line, column_name, code, message
            FROM import_issues WHERE import_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
@@ -115,9 +128,21 @@ pub async fn issues(executor: impl PgExecutor<'_>, import_id: Uuid, after_seq: i
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(seq, severity, row_number, line, column_name, code, message)| {
-            (seq, IssueRecord { severity, row_number, line, column_name, code, message })
-        })
+        .map(
+            |(seq, severity, row_number, line, column_name, code, message)| {
+                (
+                    seq,
+                    IssueRecord {
+                        severity,
+                        row_number,
+                        line,
+                        column_name,
+                        code,
+                        message,
+                    },
+                )
+            },
+        )
         .collect())
 }
 

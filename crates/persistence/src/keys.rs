@@ -48,7 +48,10 @@ impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Secrets")
             .field("keyring", &self.keyring)
-            .field("voice_platform_secret", &self.voice_platform_secret.is_some())
+            .field(
+                "voice_platform_secret",
+                &self.voice_platform_secret.is_some(),
+            )
             .field("jwt_hs256_secret", &self.jwt_hs256_secret.is_some())
             .field("source", &self.source)
             .finish()
@@ -60,7 +63,10 @@ pub enum KeyError {
     #[error("no encryption keys configured: set OUTBOUND_KEY_FILE (or --key-file) or OUTBOUND_DATA_KEYS, OUTBOUND_ACTIVE_DATA_KEY and OUTBOUND_BLIND_INDEX_KEY; run `outbound keys generate --out FILE` to make a key file")]
     Missing,
     #[error("cannot read key file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("key file {path} is not valid JSON of the expected shape: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid key configuration: {0}")]
@@ -120,8 +126,10 @@ impl KeyFile {
     }
 
     fn read(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         serde_json::from_str(&text).map_err(|error| KeyError::Parse {
             path: path.to_owned(),
             // serde_json's message names the line and field, never the values.
@@ -150,9 +158,10 @@ impl Secrets {
             Some(path) if path.exists() => Some(KeyFile::read(path)?),
             Some(path) if development && env("OUTBOUND_DATA_KEYS").is_none() => {
                 let generated = KeyFile::generate();
-                generated
-                    .write_new(path)
-                    .map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
+                generated.write_new(path).map_err(|source| KeyError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
                 origin = KeyOrigin::GeneratedDevelopmentFile(path.to_owned());
                 Some(generated)
             }
@@ -173,10 +182,11 @@ impl Secrets {
             let file = file.get_or_insert_with(KeyFile::default);
             file.data_keys.clear();
             for entry in keys.split(',') {
-                let (id, key) = entry
-                    .split_once(':')
-                    .ok_or_else(|| KeyError::Invalid("OUTBOUND_DATA_KEYS entries must be id:base64".into()))?;
-                file.data_keys.insert(id.trim().to_owned(), key.trim().to_owned());
+                let (id, key) = entry.split_once(':').ok_or_else(|| {
+                    KeyError::Invalid("OUTBOUND_DATA_KEYS entries must be id:base64".into())
+                })?;
+                file.data_keys
+                    .insert(id.trim().to_owned(), key.trim().to_owned());
             }
             source = "environment".to_owned();
         }
@@ -205,11 +215,16 @@ impl Secrets {
         }
         let blind = decode("blind_index_key", &file.blind_index_key)?;
         let keyring = Keyring::new(&data_keys, &file.active_data_key, blind.to_vec())?;
-        let optional = |name: &str, value: &Option<String>| value.as_deref().map(|v| decode(name, v)).transpose();
+        let optional = |name: &str, value: &Option<String>| {
+            value.as_deref().map(|v| decode(name, v)).transpose()
+        };
         Ok((
             Self {
                 keyring,
-                voice_platform_secret: optional("voice_platform_secret", &file.voice_platform_secret)?,
+                voice_platform_secret: optional(
+                    "voice_platform_secret",
+                    &file.voice_platform_secret,
+                )?,
                 jwt_hs256_secret: optional("jwt_hs256_secret", &file.jwt_hs256_secret)?,
                 source,
             },

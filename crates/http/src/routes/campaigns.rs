@@ -1,7 +1,7 @@
 //! Creating, listing and reading campaigns.
 
 use actix_web::http::StatusCode;
-use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, NaiveDate, Utc};
 use outbound_domain::campaign::CampaignState;
 use outbound_domain::contact_row::{normalise_header, Column};
@@ -153,36 +153,60 @@ fn optional_text(field: &str, value: &Option<String>) -> ApiResult<Option<String
 }
 
 /// Checks a create request and turns it into a row to insert.
-fn new_campaign(request: &CreateCampaign, partner_id: Uuid, client_id: Uuid) -> ApiResult<NewCampaign> {
+fn new_campaign(
+    request: &CreateCampaign,
+    partner_id: Uuid,
+    client_id: Uuid,
+) -> ApiResult<NewCampaign> {
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(ApiError::unprocessable("invalid_name", format!("name must be 1 to {MAX_NAME_CHARS} characters")));
+        return Err(ApiError::unprocessable(
+            "invalid_name",
+            format!("name must be 1 to {MAX_NAME_CHARS} characters"),
+        ));
     }
-    let window = request.calling_window.clone().unwrap_or_else(|| CallingWindowSpec::from_window(&request.call_type.default_window()));
+    let window = request
+        .calling_window
+        .clone()
+        .unwrap_or_else(|| CallingWindowSpec::from_window(&request.call_type.default_window()));
     window
         .parse()
         .map_err(|error| ApiError::unprocessable("invalid_calling_window", error.to_string()))?;
     if !(1..=MAX_CAPACITY).contains(&request.capacity) && request.capacity != 0 {
-        return Err(ApiError::unprocessable("invalid_capacity", format!("capacity must be between 0 and {MAX_CAPACITY}")));
+        return Err(ApiError::unprocessable(
+            "invalid_capacity",
+            format!("capacity must be between 0 and {MAX_CAPACITY}"),
+        ));
     }
     let max_attempts = request.default_max_attempts.unwrap_or(3);
     if !(1..=10).contains(&max_attempts) {
-        return Err(ApiError::unprocessable("invalid_max_attempts", "default_max_attempts must be between 1 and 10"));
+        return Err(ApiError::unprocessable(
+            "invalid_max_attempts",
+            "default_max_attempts must be between 1 and 10",
+        ));
     }
     if let (Some(start), Some(end)) = (request.start_date, request.end_date) {
         if end < start {
-            return Err(ApiError::unprocessable("invalid_dates", "end_date is before start_date"));
+            return Err(ApiError::unprocessable(
+                "invalid_dates",
+                "end_date is before start_date",
+            ));
         }
     }
     if request.personalisation_keys.len() > MAX_PERSONALISATION_KEYS {
-        return Err(ApiError::unprocessable("invalid_personalisation_key", format!("at most {MAX_PERSONALISATION_KEYS} personalisation keys")));
+        return Err(ApiError::unprocessable(
+            "invalid_personalisation_key",
+            format!("at most {MAX_PERSONALISATION_KEYS} personalisation keys"),
+        ));
     }
     let mut keys = Vec::new();
     for key in &request.personalisation_keys {
         let normalised = normalise_header(key);
         let valid = !normalised.is_empty()
             && normalised.len() <= 64
-            && normalised.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            && normalised
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             return Err(ApiError::unprocessable(
                 "invalid_personalisation_key",
@@ -214,7 +238,10 @@ fn new_campaign(request: &CreateCampaign, partner_id: Uuid, client_id: Uuid) -> 
         organisation: optional_text("organisation", &request.organisation)?,
         on_behalf_of: optional_text("on_behalf_of", &request.on_behalf_of)?,
         purpose: optional_text("purpose", &request.purpose)?,
-        contact_for_questions: optional_text("contact_for_questions", &request.contact_for_questions)?,
+        contact_for_questions: optional_text(
+            "contact_for_questions",
+            &request.contact_for_questions,
+        )?,
         exemption: request.exemption,
         exemption_evidence: optional_text("exemption_evidence", &request.exemption_evidence)?,
         allow_non_geographic: request.allow_non_geographic,
@@ -299,17 +326,31 @@ pub async fn list_campaigns(
         None => None,
         Some(cursor) => {
             let parts = decode_cursor(cursor, 2)?;
-            let invalid = || ApiError::bad_request("invalid_cursor", "the cursor is invalid; use the `next` value of the previous page");
-            let at = DateTime::parse_from_rfc3339(&parts[0]).map_err(|_| invalid())?.with_timezone(&Utc);
+            let invalid = || {
+                ApiError::bad_request(
+                    "invalid_cursor",
+                    "the cursor is invalid; use the `next` value of the previous page",
+                )
+            };
+            let at = DateTime::parse_from_rfc3339(&parts[0])
+                .map_err(|_| invalid())?
+                .with_timezone(&Utc);
             let id = Uuid::parse_str(&parts[1]).map_err(|_| invalid())?;
             Some((at, id))
         }
     };
     let rows = campaigns::list(&state.pool, &scope, before, limit + 1).await?;
     let more = rows.len() as i64 > limit;
-    let items: Vec<CampaignView> = rows.iter().take(limit as usize).map(CampaignView::from).collect();
+    let items: Vec<CampaignView> = rows
+        .iter()
+        .take(limit as usize)
+        .map(CampaignView::from)
+        .collect();
     let next = match (more, items.last()) {
-        (true, Some(last)) => Some(encode_cursor(&[last.created_at.to_rfc3339(), last.id.to_string()])),
+        (true, Some(last)) => Some(encode_cursor(&[
+            last.created_at.to_rfc3339(),
+            last.id.to_string(),
+        ])),
         _ => None,
     };
     Ok(web::Json(CampaignList { items, next }))
@@ -320,7 +361,7 @@ pub async fn list_campaigns(
     tag = "campaigns",
     params(("campaign_id" = String, Path, description = "Campaign id")),
     responses(
-        (status = 200, description = "The campaign", body = CampaignView),
+        (status = 200, description = "The campaign; its ETag header is the If-Match value for PATCH", body = CampaignView),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role has no campaign access", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such campaign for this caller", body = Problem, content_type = "application/problem+json"),
@@ -332,9 +373,174 @@ pub async fn get_campaign(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<String>,
-) -> ApiResult<web::Json<CampaignView>> {
+) -> ApiResult<HttpResponse> {
     let scope = principal.read_scope()?;
     let id = parse_uuid(&path, "campaign")?;
-    let campaign = campaigns::find(&state.pool, &scope, id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
-    Ok(web::Json(CampaignView::from(&campaign)))
+    let campaign = campaigns::find(&state.pool, &scope, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", etag(&campaign)))
+        .json(CampaignView::from(&campaign)))
+}
+/// The entity tag of a campaign's settings: its version.
+pub fn etag(campaign: &Campaign) -> String {
+    format!("\"v{}\"", campaign.version)
+}
+
+/// Fields that cannot change after creation.
+const IMMUTABLE_FIELDS: [&str; 2] = ["project_id", "call_type"];
+
+/// Change campaign settings with a JSON merge patch (RFC 7396): fields given
+/// replace the current ones and `null` clears an optional field.
+///
+/// Requires `If-Match` with the campaign's current `ETag`. Settings can change
+/// only in `draft` or `paused`, because they bear on compliance or calling;
+/// `name` alone may also change while running.
+#[utoipa::path(
+    tag = "campaigns",
+    params(
+        ("campaign_id" = String, Path, description = "Campaign id"),
+        ("If-Match" = String, Header, description = "The ETag from the last read of this campaign"),
+    ),
+    request_body(content = Object, content_type = "application/merge-patch+json", description = "Fields of CreateCampaign to change, except project_id and call_type"),
+    responses(
+        (status = 200, description = "Updated; the new ETag is in the header", body = CampaignView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not edit campaigns", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such campaign for this caller", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Campaign state does not allow this change", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match does not match the current ETag", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid settings", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is missing", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[patch("/v1/campaigns/{campaign_id}")]
+pub async fn update_campaign(
+    state: web::Data<AppState>,
+    principal: Principal,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let scope = principal.write_scope()?;
+    let id = parse_uuid(&path, "campaign")?;
+    let patch: serde_json::Value = serde_json::from_slice(&body).map_err(|error| {
+        ApiError::bad_request("invalid_body", format!("the JSON body is invalid: {error}"))
+    })?;
+    let serde_json::Value::Object(patch) = patch else {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the body must be a JSON object of fields to change",
+        ));
+    };
+    if let Some(field) = IMMUTABLE_FIELDS.iter().find(|f| patch.contains_key(**f)) {
+        return Err(ApiError::unprocessable(
+            "immutable_field",
+            format!("{field} cannot change after the campaign is created"),
+        ));
+    }
+    let if_match = request
+        .headers()
+        .get("If-Match")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned());
+
+    let mut transaction = state.pool.begin().await?;
+    let campaign = campaigns::find_for_update(&mut transaction, &scope, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
+    let Some(if_match) = if_match else {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "if_match_required",
+            "send If-Match with the ETag from your last read of the campaign",
+        ));
+    };
+    let current = etag(&campaign);
+    if if_match != current && if_match != "*" {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "etag_mismatch",
+            "the campaign changed since you read it; read it again and reapply your change",
+        )
+        .with("etag", current));
+    }
+    let only_name = patch.keys().all(|k| k == "name");
+    let editable = campaign.state().accepts_changes()
+        || (only_name && campaign.state() == CampaignState::Running);
+    if !editable {
+        return Err(ApiError::conflict(
+            "campaign_not_editable",
+            format!(
+                "settings can change only in draft or paused; the campaign is {}",
+                campaign.state()
+            ),
+        )
+        .with("state", campaign.state()));
+    }
+
+    let mut merged =
+        serde_json::to_value(current_settings(&campaign)).map_err(|e| ApiError::internal(&e))?;
+    if let serde_json::Value::Object(target) = &mut merged {
+        for (key, value) in &patch {
+            target.insert(key.clone(), value.clone());
+        }
+    }
+    let merged: CreateCampaign = serde_json::from_value(merged).map_err(|error| {
+        ApiError::unprocessable(
+            "invalid_settings",
+            format!("the settings are invalid: {error}"),
+        )
+    })?;
+    let update = new_campaign(&merged, campaign.partner_id, campaign.client_id)?;
+    let updated = campaigns::update_settings(&mut transaction, id, &update).await?;
+    let mut fields: Vec<&String> = patch.keys().collect();
+    fields.sort();
+    audit::record(
+        &mut *transaction,
+        AuditEntry {
+            partner_id: Some(scope.partner_id),
+            campaign_id: Some(id),
+            actor: &principal.actor(),
+            action: "campaign.update",
+            from_state: None,
+            to_state: None,
+            details: serde_json::json!({ "fields": fields, "version": updated.version }),
+            request_id: request_id(&request).as_deref(),
+        },
+    )
+    .await?;
+    transaction.commit().await?;
+    tracing::info!(campaign_id = %id, version = updated.version, "campaign settings updated");
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", etag(&updated)))
+        .json(CampaignView::from(&updated)))
+}
+
+/// The campaign's settings in the create request's shape.
+fn current_settings(campaign: &Campaign) -> CreateCampaign {
+    CreateCampaign {
+        project_id: campaign.project_id,
+        name: campaign.name.clone(),
+        call_type: campaign.call_type(),
+        start_date: campaign.start_date,
+        end_date: campaign.end_date,
+        calling_window: Some(campaign.calling_window.0.clone()),
+        retry_policy: Some(campaign.retry_policy.0.clone()),
+        personalisation_keys: campaign.personalisation_keys.clone(),
+        capacity: campaign.capacity,
+        default_max_attempts: Some(campaign.default_max_attempts),
+        caller_id: campaign.caller_id.clone(),
+        organisation: campaign.organisation.clone(),
+        on_behalf_of: campaign.on_behalf_of.clone(),
+        purpose: campaign.purpose.clone(),
+        contact_for_questions: campaign.contact_for_questions.clone(),
+        exemption: campaign.exemption(),
+        exemption_evidence: campaign.exemption_evidence.clone(),
+        allow_non_geographic: campaign.allow_non_geographic,
+        block_state_holidays: Some(campaign.block_state_holidays),
+    }
 }

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use outbound_domain::contact_row::{parse_iso_date_or_time, validate_record, HeaderMap, RowContext};
+use outbound_domain::contact_row::{
+    parse_iso_date_or_time, validate_record, HeaderMap, RowContext,
+};
 use outbound_domain::evidence::RegistryStatus;
 use outbound_domain::phone::{normalise, NumberPolicy};
 use outbound_domain::zone::{stored_zone_key, ZoneGroup};
@@ -22,9 +24,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{decode_cursor, encode_cursor, idempotent, page_limit, parse_uuid, request_id, sha256_hex};
+use super::{
+    decode_cursor, encode_cursor, idempotent, page_limit, parse_uuid, request_id, sha256_hex,
+};
 use crate::auth::Principal;
-use crate::csv_input::{decode, detect_delimiter, reader, unterminated_quote_line, DeclaredEncoding};
+use crate::csv_input::{
+    decode, detect_delimiter, reader, unterminated_quote_line, DeclaredEncoding,
+};
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
 
@@ -94,37 +100,60 @@ fn require_editable(campaign: &Campaign) -> ApiResult<()> {
     } else {
         Err(ApiError::conflict(
             "campaign_not_editable",
-            format!("contacts and evidence can be added only in draft or paused; the campaign is {}", campaign.state()),
+            format!(
+                "contacts and evidence can be added only in draft or paused; the campaign is {}",
+                campaign.state()
+            ),
         )
         .with("state", campaign.state()))
     }
 }
 
-fn declared_encoding(request: &HttpRequest, query: Option<&str>) -> ApiResult<Option<DeclaredEncoding>> {
+fn declared_encoding(
+    request: &HttpRequest,
+    query: Option<&str>,
+) -> ApiResult<Option<DeclaredEncoding>> {
     let from_header = request
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').find_map(|part| part.trim().strip_prefix("charset=").map(str::to_owned)));
+        .and_then(|v| {
+            v.split(';')
+                .find_map(|part| part.trim().strip_prefix("charset=").map(str::to_owned))
+        });
     match query.map(str::to_owned).or(from_header) {
         None => Ok(None),
         Some(name) => DeclaredEncoding::parse(&name).map(Some).ok_or_else(|| {
-            ApiError::unprocessable("unsupported_encoding", "supported encodings are utf-8 and windows-1252 (UTF-16 needs a byte order mark)")
+            ApiError::unprocessable(
+                "unsupported_encoding",
+                "supported encodings are utf-8 and windows-1252 (UTF-16 needs a byte order mark)",
+            )
         }),
     }
 }
 
 /// The body as text, after the size limit and decoding.
-fn read_upload(state: &AppState, request: &HttpRequest, body: &[u8], encoding: Option<&str>) -> ApiResult<String> {
+fn read_upload(
+    state: &AppState,
+    request: &HttpRequest,
+    body: &[u8],
+    encoding: Option<&str>,
+) -> ApiResult<String> {
     if body.len() > state.limits.max_bytes {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "file_too_large",
-            format!("the file is larger than {} bytes; split it into smaller files", state.limits.max_bytes),
+            format!(
+                "the file is larger than {} bytes; split it into smaller files",
+                state.limits.max_bytes
+            ),
         ));
     }
     if body.is_empty() {
-        return Err(ApiError::unprocessable("missing_required_column", "the file is empty; it needs a header row with to_number"));
+        return Err(ApiError::unprocessable(
+            "missing_required_column",
+            "the file is empty; it needs a header row with to_number",
+        ));
     }
     decode(body, declared_encoding(request, encoding)?)
 }
@@ -143,7 +172,14 @@ struct ParsedImport {
     dropped_columns: Vec<String>,
 }
 
-fn issue(severity: &str, row: i32, line: i32, column: &str, code: &str, message: String) -> IssueRecord {
+fn issue(
+    severity: &str,
+    row: i32,
+    line: i32,
+    column: &str,
+    code: &str,
+    message: String,
+) -> IssueRecord {
     IssueRecord {
         severity: severity.to_owned(),
         row_number: row,
@@ -171,13 +207,26 @@ fn parse_contacts(
     let mut records = csv.records();
     let header = match records.next() {
         Some(Ok(header)) => header,
-        Some(Err(error)) => return Err(malformed(error.position().map_or(1, |p| p.line()), "the header row cannot be read")),
-        None => return Err(ApiError::unprocessable("missing_required_column", "the file has no header row")),
+        Some(Err(error)) => {
+            return Err(malformed(
+                error.position().map_or(1, |p| p.line()),
+                "the header row cannot be read",
+            ))
+        }
+        None => {
+            return Err(ApiError::unprocessable(
+                "missing_required_column",
+                "the file has no header row",
+            ))
+        }
     };
     let headers: Vec<&str> = header.iter().collect();
     let map = HeaderMap::build(&headers, &campaign.personalisation_keys, drop_unknown)
         .map_err(|error| ApiError::unprocessable(error.code(), error.to_string()))?;
-    let context = RowContext { call_type: campaign.call_type(), number_policy: campaign.number_policy() };
+    let context = RowContext {
+        call_type: campaign.call_type(),
+        number_policy: campaign.number_policy(),
+    };
 
     let mut parsed = ParsedImport {
         contacts: Vec::new(),
@@ -198,7 +247,10 @@ fn parse_contacts(
         }
         parsed.rows_total += 1;
         if parsed.rows_total as usize > max_rows {
-            return Err(ApiError::unprocessable("too_many_rows", format!("the file has more than {max_rows} rows; split it")));
+            return Err(ApiError::unprocessable(
+                "too_many_rows",
+                format!("the file has more than {max_rows} rows; split it"),
+            ));
         }
         let row = parsed.rows_total;
         let line = record.position().map_or(0, |p| p.line()) as i32;
@@ -208,13 +260,23 @@ fn parse_contacts(
             Err(errors) => {
                 parsed.rows_rejected += 1;
                 for error in errors {
-                    parsed.issues.push(issue("error", row, line, &error.column, error.code, error.message));
+                    parsed.issues.push(issue(
+                        "error",
+                        row,
+                        line,
+                        &error.column,
+                        error.code,
+                        error.message,
+                    ));
                 }
                 continue;
             }
         };
         let index = keyring.phone_index(draft.number.e164.as_str());
-        let duplicate_of = seen_in_file.get(&index).map(|r| (*r, "this file")).or_else(|| existing.get(&index).map(|r| (*r, "an earlier import")));
+        let duplicate_of = seen_in_file
+            .get(&index)
+            .map(|r| (*r, "this file"))
+            .or_else(|| existing.get(&index).map(|r| (*r, "an earlier import")));
         if let Some((first_row, source)) = duplicate_of {
             parsed.rows_rejected += 1;
             parsed.issues.push(issue(
@@ -232,9 +294,22 @@ fn parse_contacts(
             parsed.rows_with_warnings += 1;
         }
         for warning in &draft.warnings {
-            parsed.issues.push(issue("warning", row, line, &warning.column, warning.code, warning.message.clone()));
+            parsed.issues.push(issue(
+                "warning",
+                row,
+                line,
+                &warning.column,
+                warning.code,
+                warning.message.clone(),
+            ));
         }
-        parsed.contacts.push(seal_contact(keyring, draft, index, row, campaign.default_max_attempts));
+        parsed.contacts.push(seal_contact(
+            keyring,
+            draft,
+            index,
+            row,
+            campaign.default_max_attempts,
+        ));
     }
     Ok(parsed)
 }
@@ -247,12 +322,29 @@ fn seal_contact(
     default_max_attempts: i32,
 ) -> NewContact {
     let id = Uuid::new_v4();
-    let phone_ciphertext = keyring.seal(Binding { table: "contacts", row_id: id, column: "phone" }, draft.number.e164.as_str().as_bytes());
+    let phone_ciphertext = keyring.seal(
+        Binding {
+            table: "contacts",
+            row_id: id,
+            column: "phone",
+        },
+        draft.number.e164.as_str().as_bytes(),
+    );
     let personalisation_ciphertext = (!draft.personalisation.is_empty()).then(|| {
-        let values: serde_json::Map<String, serde_json::Value> =
-            draft.personalisation.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        let values: serde_json::Map<String, serde_json::Value> = draft
+            .personalisation
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
         let plaintext = zeroize::Zeroizing::new(serde_json::to_vec(&values).unwrap_or_default());
-        keyring.seal(Binding { table: "contacts", row_id: id, column: "personalisation" }, &plaintext)
+        keyring.seal(
+            Binding {
+                table: "contacts",
+                row_id: id,
+                column: "personalisation",
+            },
+            &plaintext,
+        )
     });
     let group = ZoneGroup::of_number(&draft.number.e164, draft.number.number_type);
     let (zone_source, zone_key) = stored_zone_key(draft.explicit_zone.as_ref(), group);
@@ -280,9 +372,20 @@ fn seal_contact(
     }
 }
 
-fn split_issues(import_id: Uuid, campaign_id: Uuid, parsed: &ParsedImport, sha: String) -> ImportResult {
+fn split_issues(
+    import_id: Uuid,
+    campaign_id: Uuid,
+    parsed: &ParsedImport,
+    sha: String,
+) -> ImportResult {
     let pick = |severity: &str| -> Vec<RowIssueView> {
-        parsed.issues.iter().filter(|i| i.severity == severity).take(INLINE_ISSUES).map(RowIssueView::from).collect()
+        parsed
+            .issues
+            .iter()
+            .filter(|i| i.severity == severity)
+            .take(INLINE_ISSUES)
+            .map(RowIssueView::from)
+            .collect()
     };
     ImportResult {
         import_id,
@@ -336,54 +439,92 @@ pub async fn import_contacts(
 ) -> ApiResult<HttpResponse> {
     let scope = principal.write_scope()?;
     let campaign_id = parse_uuid(&path, "campaign")?;
-    campaigns::find(&state.pool, &scope, campaign_id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
+    campaigns::find(&state.pool, &scope, campaign_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
     let sha = sha256_hex(&body);
     let fingerprint = format!("{sha}:{}:{:?}", query.drop_unknown_columns, query.encoding);
-    idempotent(&state, &request, scope.partner_id, fingerprint.as_bytes(), async {
-        let text = read_upload(&state, &request, &body, query.encoding.as_deref())?;
-        let mut transaction = state.pool.begin().await?;
-        let campaign = campaigns::find_for_update(&mut transaction, &scope, campaign_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("campaign"))?;
-        require_editable(&campaign)?;
-        let existing = contacts::existing_indexes(&mut *transaction, campaign.id).await?;
-        let parsed = parse_contacts(&text, &campaign, &state.keyring, &existing, query.drop_unknown_columns, state.limits.max_rows)?;
+    idempotent(
+        &state,
+        &request,
+        scope.partner_id,
+        fingerprint.as_bytes(),
+        async {
+            let text = read_upload(&state, &request, &body, query.encoding.as_deref())?;
+            let mut transaction = state.pool.begin().await?;
+            let campaign = campaigns::find_for_update(&mut transaction, &scope, campaign_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("campaign"))?;
+            require_editable(&campaign)?;
+            let existing = contacts::existing_indexes(&mut *transaction, campaign.id).await?;
+            let parsed = parse_contacts(
+                &text,
+                &campaign,
+                &state.keyring,
+                &existing,
+                query.drop_unknown_columns,
+                state.limits.max_rows,
+            )?;
 
-        let import_id = Uuid::new_v4();
-        let counts = (parsed.rows_total, parsed.contacts.len() as i32, parsed.rows_rejected, parsed.rows_with_warnings);
-        let actor = principal.actor();
-        imports::insert_import(&mut transaction, import_id, campaign.id, None, &sha, counts, &parsed.dropped_columns, &actor).await?;
-        contacts::insert_batch(&mut transaction, campaign.id, campaign.client_id, import_id, state.keyring.active_key_id(), &parsed.contacts).await?;
-        imports::insert_issues(&mut transaction, import_id, &parsed.issues).await?;
-        let result = split_issues(import_id, campaign.id, &parsed, sha.clone());
-        audit::record(
-            &mut *transaction,
-            AuditEntry {
-                partner_id: Some(scope.partner_id),
-                campaign_id: Some(campaign.id),
-                actor: &actor,
-                action: "contacts.import",
-                from_state: None,
-                to_state: None,
-                details: serde_json::json!({
-                    "import_id": import_id,
-                    "rows_total": result.rows_total,
-                    "rows_accepted": result.rows_accepted,
-                    "rows_rejected": result.rows_rejected,
-                    "file_sha256": sha,
-                }),
-                request_id: request_id(&request).as_deref(),
-            },
-        )
-        .await?;
-        transaction.commit().await?;
-        tracing::info!(
-            campaign_id = %campaign.id, %import_id,
-            rows_accepted = result.rows_accepted, rows_rejected = result.rows_rejected,
-            "contacts imported"
-        );
-        Ok((StatusCode::CREATED, result))
-    })
+            let import_id = Uuid::new_v4();
+            let counts = (
+                parsed.rows_total,
+                parsed.contacts.len() as i32,
+                parsed.rows_rejected,
+                parsed.rows_with_warnings,
+            );
+            let actor = principal.actor();
+            imports::insert_import(
+                &mut transaction,
+                import_id,
+                campaign.id,
+                None,
+                &sha,
+                counts,
+                &parsed.dropped_columns,
+                &actor,
+            )
+            .await?;
+            contacts::insert_batch(
+                &mut transaction,
+                campaign.id,
+                campaign.client_id,
+                import_id,
+                state.keyring.active_key_id(),
+                &parsed.contacts,
+            )
+            .await?;
+            imports::insert_issues(&mut transaction, import_id, &parsed.issues).await?;
+            let result = split_issues(import_id, campaign.id, &parsed, sha.clone());
+            audit::record(
+                &mut *transaction,
+                AuditEntry {
+                    partner_id: Some(scope.partner_id),
+                    campaign_id: Some(campaign.id),
+                    actor: &actor,
+                    action: "contacts.import",
+                    from_state: None,
+                    to_state: None,
+                    details: serde_json::json!({
+                        "import_id": import_id,
+                        "rows_total": result.rows_total,
+                        "rows_accepted": result.rows_accepted,
+                        "rows_rejected": result.rows_rejected,
+                        "file_sha256": sha,
+                    }),
+                    request_id: request_id(&request).as_deref(),
+                },
+            )
+            .await?;
+            transaction.commit().await?;
+            tracing::info!(
+                campaign_id = %campaign.id, %import_id,
+                rows_accepted = result.rows_accepted, rows_rejected = result.rows_rejected,
+                "contacts imported"
+            );
+            Ok((StatusCode::CREATED, result))
+        },
+    )
     .await
 }
 
@@ -408,11 +549,20 @@ pub async fn get_import(
     let scope = principal.read_scope()?;
     let campaign_id = parse_uuid(&path.0, "campaign")?;
     let import_id = parse_uuid(&path.1, "import")?;
-    campaigns::find(&state.pool, &scope, campaign_id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
-    let record = imports::find_import(&state.pool, campaign_id, import_id).await?.ok_or_else(|| ApiError::not_found("import"))?;
+    campaigns::find(&state.pool, &scope, campaign_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
+    let record = imports::find_import(&state.pool, campaign_id, import_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("import"))?;
     let issues = imports::issues(&state.pool, import_id, -1, (INLINE_ISSUES * 4) as i64).await?;
     let pick = |severity: &str| -> Vec<RowIssueView> {
-        issues.iter().filter(|(_, i)| i.severity == severity).take(INLINE_ISSUES).map(|(_, i)| RowIssueView::from(i)).collect()
+        issues
+            .iter()
+            .filter(|(_, i)| i.severity == severity)
+            .take(INLINE_ISSUES)
+            .map(|(_, i)| RowIssueView::from(i))
+            .collect()
     };
     Ok(web::Json(ImportResult {
         import_id,
@@ -472,13 +622,20 @@ pub async fn list_import_issues(
     let campaign_id = parse_uuid(&path.0, "campaign")?;
     let import_id = parse_uuid(&path.1, "import")?;
     let limit = page_limit(query.limit)?;
-    campaigns::find(&state.pool, &scope, campaign_id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
-    imports::find_import(&state.pool, campaign_id, import_id).await?.ok_or_else(|| ApiError::not_found("import"))?;
+    campaigns::find(&state.pool, &scope, campaign_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
+    imports::find_import(&state.pool, campaign_id, import_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("import"))?;
     let after = match &query.cursor {
         None => -1,
-        Some(cursor) => decode_cursor(cursor, 1)?[0]
-            .parse()
-            .map_err(|_| ApiError::bad_request("invalid_cursor", "the cursor is invalid; use the `next` value of the previous page"))?,
+        Some(cursor) => decode_cursor(cursor, 1)?[0].parse().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_cursor",
+                "the cursor is invalid; use the `next` value of the previous page",
+            )
+        })?,
     };
     let rows = imports::issues(&state.pool, import_id, after, limit + 1).await?;
     let more = rows.len() as i64 > limit;
@@ -489,7 +646,10 @@ pub async fn list_import_issues(
     };
     let items = rows
         .iter()
-        .map(|(_, issue)| RowIssueSeverityView { severity: issue.severity.clone(), issue: RowIssueView::from(issue) })
+        .map(|(_, issue)| RowIssueSeverityView {
+            severity: issue.severity.clone(),
+            issue: RowIssueView::from(issue),
+        })
         .collect();
     Ok(web::Json(IssuePage { items, next }))
 }
@@ -544,20 +704,50 @@ fn parse_wash(text: &str, keyring: &Keyring) -> ApiResult<WashRows> {
     let mut records = csv.records();
     let header = match records.next() {
         Some(Ok(header)) => header,
-        _ => return Err(ApiError::unprocessable("missing_required_column", "the wash file needs a header row: number,result")),
+        _ => {
+            return Err(ApiError::unprocessable(
+                "missing_required_column",
+                "the wash file needs a header row: number,result",
+            ))
+        }
     };
-    let names: Vec<String> = header.iter().map(outbound_domain::contact_row::normalise_header).collect();
+    let names: Vec<String> = header
+        .iter()
+        .map(outbound_domain::contact_row::normalise_header)
+        .collect();
     let find = |candidates: &[&str]| names.iter().position(|n| candidates.contains(&n.as_str()));
-    let number_at = find(&["number", "phone", "phone_number", "to_number"])
-        .ok_or_else(|| ApiError::unprocessable("missing_required_column", "the wash file needs a number column"))?;
-    let result_at = find(&["result", "status", "registry_status", "dncr_result"])
-        .ok_or_else(|| ApiError::unprocessable("missing_required_column", "the wash file needs a result column"))?;
+    let number_at = find(&["number", "phone", "phone_number", "to_number"]).ok_or_else(|| {
+        ApiError::unprocessable(
+            "missing_required_column",
+            "the wash file needs a number column",
+        )
+    })?;
+    let result_at =
+        find(&["result", "status", "registry_status", "dncr_result"]).ok_or_else(|| {
+            ApiError::unprocessable(
+                "missing_required_column",
+                "the wash file needs a result column",
+            )
+        })?;
 
-    let mut rows = WashRows { indexes: Vec::new(), statuses: Vec::new(), counts: [0; 3], rows_total: 0, errors: Vec::new() };
+    let mut rows = WashRows {
+        indexes: Vec::new(),
+        statuses: Vec::new(),
+        counts: [0; 3],
+        rows_total: 0,
+        errors: Vec::new(),
+    };
     let mut seen = HashMap::new();
-    let policy = NumberPolicy { allow_non_geographic: true };
+    let policy = NumberPolicy {
+        allow_non_geographic: true,
+    };
     for record in records {
-        let record = record.map_err(|error| malformed(error.position().map_or(0, |p| p.line()), "the record cannot be read"))?;
+        let record = record.map_err(|error| {
+            malformed(
+                error.position().map_or(0, |p| p.line()),
+                "the record cannot be read",
+            )
+        })?;
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
@@ -569,7 +759,13 @@ fn parse_wash(text: &str, keyring: &Keyring) -> ApiResult<WashRows> {
         let (number, status) = match (number, status) {
             (Ok(number), Some(status)) => (number, status),
             (Err(error), _) => {
-                rows.errors.push(RowIssueView { row, line, column: "number".into(), code: error.code().into(), message: error.to_string() });
+                rows.errors.push(RowIssueView {
+                    row,
+                    line,
+                    column: "number".into(),
+                    code: error.code().into(),
+                    message: error.to_string(),
+                });
                 continue;
             }
             (_, None) => {
@@ -578,7 +774,8 @@ fn parse_wash(text: &str, keyring: &Keyring) -> ApiResult<WashRows> {
                     line,
                     column: "result".into(),
                     code: "invalid_registry_status".into(),
-                    message: "result must be Y, N or I (or registered, not_registered, invalid)".into(),
+                    message: "result must be Y, N or I (or registered, not_registered, invalid)"
+                        .into(),
                 });
                 continue;
             }
@@ -633,19 +830,32 @@ pub async fn attach_wash(
 ) -> ApiResult<HttpResponse> {
     let scope = principal.write_scope()?;
     let campaign_id = parse_uuid(&path, "campaign")?;
-    campaigns::find(&state.pool, &scope, campaign_id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
+    campaigns::find(&state.pool, &scope, campaign_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
     let reference = query.wash_reference.trim();
     if reference.is_empty() || reference.len() > 200 {
-        return Err(ApiError::unprocessable("invalid_wash_reference", "wash_reference must be 1 to 200 characters"));
+        return Err(ApiError::unprocessable(
+            "invalid_wash_reference",
+            "wash_reference must be 1 to 200 characters",
+        ));
     }
     let received_at = match query.received_at.as_deref() {
         None => state.clock.now(),
         Some(value) => parse_iso_date_or_time(value)
             .map(|(instant, _)| instant)
-            .ok_or_else(|| ApiError::unprocessable("invalid_date", "received_at must be an RFC 3339 date-time or an ISO date"))?,
+            .ok_or_else(|| {
+                ApiError::unprocessable(
+                    "invalid_date",
+                    "received_at must be an RFC 3339 date-time or an ISO date",
+                )
+            })?,
     };
     if received_at > state.clock.now() + chrono::Duration::minutes(5) {
-        return Err(ApiError::unprocessable("invalid_date", "received_at is in the future"));
+        return Err(ApiError::unprocessable(
+            "invalid_date",
+            "received_at is in the future",
+        ));
     }
     let sha = sha256_hex(&body);
     let fingerprint = format!("{sha}:{reference}:{:?}:{received_at}", query.account);

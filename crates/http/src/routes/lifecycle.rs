@@ -29,16 +29,25 @@ pub fn decide(campaign: &Campaign, contact: &ContactRecord, now: DateTime<Utc>) 
     Rules::default().evaluate(&contact.facts(&zones), &campaign.rules(), now)
 }
 
-fn contact_status(campaign: &Campaign, contact: &ContactRecord, now: DateTime<Utc>) -> ContactStatus {
+fn contact_status(
+    campaign: &Campaign,
+    contact: &ContactRecord,
+    now: DateTime<Utc>,
+) -> ContactStatus {
     let pending = contact.state == "pending";
-    let blocked = if pending { decide(campaign, contact, now).blocked } else { None };
+    let blocked = if pending {
+        decide(campaign, contact, now).blocked
+    } else {
+        None
+    };
     ContactStatus {
         contact_id: contact.id.to_string(),
         row: Some(i64::from(contact.row_number)),
         excluded: contact.state == "excluded",
         finished: !pending && contact.state != "dialing",
         blocked,
-        consent_without_evidence: contact.consent_type.is_some() && contact.consent_evidence.is_none(),
+        consent_without_evidence: contact.consent_type.is_some()
+            && contact.consent_evidence.is_none(),
     }
 }
 
@@ -49,8 +58,15 @@ pub async fn run_validation(
     now: DateTime<Utc>,
 ) -> sqlx::Result<ValidationReport> {
     let records = contacts::all_for_campaign(&mut *connection, campaign.id).await?;
-    let statuses: Vec<ContactStatus> = records.iter().map(|c| contact_status(campaign, c, now)).collect();
-    Ok(validate(&campaign.settings(), HolidayCalendar::bundled(), &statuses))
+    let statuses: Vec<ContactStatus> = records
+        .iter()
+        .map(|c| contact_status(campaign, c, now))
+        .collect();
+    Ok(validate(
+        &campaign.settings(),
+        HolidayCalendar::bundled(),
+        &statuses,
+    ))
 }
 
 /// Run launch validation and report every check.
@@ -74,7 +90,9 @@ pub async fn validate_campaign(
     let scope = principal.read_scope()?;
     let id = parse_uuid(&path, "campaign")?;
     let mut connection = state.pool.acquire().await?;
-    let campaign = campaigns::find(&mut *connection, &scope, id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
+    let campaign = campaigns::find(&mut *connection, &scope, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
     let report = run_validation(&mut connection, &campaign, state.clock.now()).await?;
     Ok(web::Json(report))
 }
@@ -140,16 +158,29 @@ pub async fn exclude_contacts(
         }
     }
     if reasons.is_empty() && body.contact_ids.is_empty() {
-        return Err(ApiError::unprocessable("invalid_exclusion_reason", "give reasons or contact_ids"));
+        return Err(ApiError::unprocessable(
+            "invalid_exclusion_reason",
+            "give reasons or contact_ids",
+        ));
     }
-    campaigns::find(&state.pool, &scope, id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
+    campaigns::find(&state.pool, &scope, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
     let fingerprint = serde_json::to_vec(&body).unwrap_or_default();
     idempotent(&state, &request, scope.partner_id, &fingerprint, async {
         let mut transaction = state.pool.begin().await?;
-        let campaign = campaigns::find_for_update(&mut transaction, &scope, id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
+        let campaign = campaigns::find_for_update(&mut transaction, &scope, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("campaign"))?;
         if !campaign.state().accepts_changes() {
-            return Err(ApiError::conflict("campaign_not_editable", format!("contacts can be excluded only in draft or paused; the campaign is {}", campaign.state()))
-                .with("state", campaign.state()));
+            return Err(ApiError::conflict(
+                "campaign_not_editable",
+                format!(
+                    "contacts can be excluded only in draft or paused; the campaign is {}",
+                    campaign.state()
+                ),
+            )
+            .with("state", campaign.state()));
         }
         let now = state.clock.now();
         let records = contacts::all_for_campaign(&mut *transaction, campaign.id).await?;
@@ -160,7 +191,10 @@ pub async fn exclude_contacts(
             let label = if body.contact_ids.contains(&record.id) {
                 Some("operator_request".to_owned())
             } else {
-                decide(&campaign, record, now).blocked.filter(|b| reasons.contains(b)).map(|b| b.as_str().to_owned())
+                decide(&campaign, record, now)
+                    .blocked
+                    .filter(|b| reasons.contains(b))
+                    .map(|b| b.as_str().to_owned())
             };
             if let Some(label) = label {
                 *by_reason.entry(label.clone()).or_default() += 1;
@@ -185,7 +219,13 @@ pub async fn exclude_contacts(
         .await?;
         transaction.commit().await?;
         tracing::info!(campaign_id = %campaign.id, excluded, "contacts excluded");
-        Ok((StatusCode::OK, ExclusionResult { excluded, by_reason }))
+        Ok((
+            StatusCode::OK,
+            ExclusionResult {
+                excluded,
+                by_reason,
+            },
+        ))
     })
     .await
 }
@@ -201,7 +241,9 @@ async fn transition(
 ) -> ApiResult<HttpResponse> {
     let scope = principal.write_scope()?;
     let id = parse_uuid(campaign_id, "campaign")?;
-    campaigns::find(&state.pool, &scope, id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
+    campaigns::find(&state.pool, &scope, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
     idempotent(state, request, scope.partner_id, transition.as_str().as_bytes(), async {
         let mut transaction = state.pool.begin().await?;
         let campaign = campaigns::find_for_update(&mut transaction, &scope, id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;

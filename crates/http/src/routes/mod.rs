@@ -27,7 +27,10 @@ pub const MAX_PAGE: i64 = 500;
 pub struct RequestId(pub String);
 
 pub fn request_id(request: &HttpRequest) -> Option<String> {
-    request.extensions().get::<RequestId>().map(|id| id.0.clone())
+    request
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
 }
 
 /// Checks a `limit` query value.
@@ -38,7 +41,10 @@ pub fn page_limit(limit: Option<i64>) -> ApiResult<i64> {
     match limit {
         None => Ok(DEFAULT_PAGE),
         Some(limit) if (1..=MAX_PAGE).contains(&limit) => Ok(limit),
-        Some(_) => Err(ApiError::bad_request("invalid_limit", format!("limit must be between 1 and {MAX_PAGE}"))),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        )),
     }
 }
 
@@ -51,7 +57,12 @@ pub fn encode_cursor(parts: &[String]) -> String {
 /// # Errors
 /// `400 invalid_cursor` when it was not made by this server.
 pub fn decode_cursor(cursor: &str, parts: usize) -> ApiResult<Vec<String>> {
-    let invalid = || ApiError::bad_request("invalid_cursor", "the cursor is invalid; use the `next` value of the previous page");
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "the cursor is invalid; use the `next` value of the previous page",
+        )
+    };
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let values: Vec<String> = text.split('|').map(str::to_owned).collect();
@@ -78,7 +89,12 @@ fn idempotency_key(request: &HttpRequest) -> ApiResult<Option<String>> {
         .ok()
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible characters"))?;
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 visible characters",
+            )
+        })?;
     Ok(Some(key.to_owned()))
 }
 
@@ -105,7 +121,10 @@ where
     let request_hash = hex::encode(hasher.finalize());
     if let Some(key) = &key {
         let scoped_key = format!("{}:{key}", request.path());
-        if let Some(stored) = outbound_persistence::imports::find_response(&state.pool, partner_id, &scoped_key).await? {
+        if let Some(stored) =
+            outbound_persistence::imports::find_response(&state.pool, partner_id, &scoped_key)
+                .await?
+        {
             if stored.request_hash != request_hash {
                 return Err(ApiError::unprocessable(
                     "idempotency_key_reused",
@@ -113,14 +132,24 @@ where
                 ));
             }
             let status = StatusCode::from_u16(stored.status as u16).unwrap_or(StatusCode::OK);
-            return Ok(HttpResponse::build(status).insert_header(("Idempotent-Replayed", "true")).json(stored.body));
+            return Ok(HttpResponse::build(status)
+                .insert_header(("Idempotent-Replayed", "true"))
+                .json(stored.body));
         }
     }
     let (status, body) = work.await?;
     let body: Value = serde_json::to_value(body).map_err(|e| ApiError::internal(&e))?;
     if let Some(key) = &key {
         let scoped_key = format!("{}:{key}", request.path());
-        outbound_persistence::imports::store_response(&state.pool, partner_id, &scoped_key, &request_hash, i32::from(status.as_u16()), &body).await?;
+        outbound_persistence::imports::store_response(
+            &state.pool,
+            partner_id,
+            &scoped_key,
+            &request_hash,
+            i32::from(status.as_u16()),
+            &body,
+        )
+        .await?;
     }
     Ok(HttpResponse::build(status).json(body))
 }

@@ -102,27 +102,47 @@ pub async fn campaign_report(
     let scope = principal.read_scope()?;
     let id = parse_uuid(&path, "campaign")?;
     let mut connection = state.pool.acquire().await?;
-    let campaign = campaigns::find(&mut *connection, &scope, id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
+    let campaign = campaigns::find(&mut *connection, &scope, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
     let now = state.clock.now();
     let records = contacts::all_for_campaign(&mut *connection, id).await?;
     let pending: Vec<&ContactRecord> = records.iter().filter(|r| r.state == "pending").collect();
-    let blocked: Vec<Option<&'static str>> =
-        pending.iter().map(|r| decide(&campaign, r, now).blocked.map(|b| b.as_str())).collect();
+    let blocked: Vec<Option<&'static str>> = pending
+        .iter()
+        .map(|r| decide(&campaign, r, now).blocked.map(|b| b.as_str()))
+        .collect();
     let retries: Vec<&&ContactRecord> = pending.iter().filter(|r| r.attempts_made > 0).collect();
 
-    let validation = if matches!(campaign.state(), CampaignState::Draft | CampaignState::Paused | CampaignState::Running) {
+    let validation = if matches!(
+        campaign.state(),
+        CampaignState::Draft | CampaignState::Paused | CampaignState::Running
+    ) {
         let report = run_validation(&mut connection, &campaign, now).await?;
         let names = |status: CheckStatus| {
             report
                 .checks
                 .iter()
                 .filter(|c| c.status == status)
-                .map(|c| serde_json::to_value(c.name).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())
+                .map(|c| {
+                    serde_json::to_value(c.name)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                })
                 .collect::<Vec<_>>()
         };
-        ValidationSummary { ready: report.ready, blockers: names(CheckStatus::Blocker), warnings: names(CheckStatus::Warning) }
+        ValidationSummary {
+            ready: report.ready,
+            blockers: names(CheckStatus::Blocker),
+            warnings: names(CheckStatus::Warning),
+        }
     } else {
-        ValidationSummary { ready: false, blockers: Vec::new(), warnings: Vec::new() }
+        ValidationSummary {
+            ready: false,
+            blockers: Vec::new(),
+            warnings: Vec::new(),
+        }
     };
     let attempt_counts = attempts::outcome_counts(&mut *connection, id).await?;
     let attempts_made = attempt_counts.iter().map(|(_, n)| *n as u64).sum();
@@ -153,7 +173,11 @@ pub async fn campaign_report(
         contacts_by_last_outcome: tally(records.iter().map(|r| r.last_outcome.as_deref())),
         contacts_by_blocked_reason: tally(blocked.into_iter()),
         excluded_by_reason: tally(records.iter().map(|r| r.excluded_reason.as_deref())),
-        registry_results: tally(records.iter().map(|r| Some(r.registry_status.as_deref().unwrap_or("none")))),
+        registry_results: tally(
+            records
+                .iter()
+                .map(|r| Some(r.registry_status.as_deref().unwrap_or("none"))),
+        ),
         attempts_made,
         attempts_by_outcome,
         retries: RetrySummary {
@@ -275,19 +299,32 @@ pub async fn list_contacts(
         None => None,
         Some(cursor) => {
             let parts = decode_cursor(cursor, 2)?;
-            let invalid = || ApiError::bad_request("invalid_cursor", "the cursor is invalid; use the `next` value of the previous page");
-            Some((parts[0].parse::<i32>().map_err(|_| invalid())?, Uuid::parse_str(&parts[1]).map_err(|_| invalid())?))
+            let invalid = || {
+                ApiError::bad_request(
+                    "invalid_cursor",
+                    "the cursor is invalid; use the `next` value of the previous page",
+                )
+            };
+            Some((
+                parts[0].parse::<i32>().map_err(|_| invalid())?,
+                Uuid::parse_str(&parts[1]).map_err(|_| invalid())?,
+            ))
         }
     };
     let mut connection = state.pool.acquire().await?;
-    let campaign = campaigns::find(&mut *connection, &scope, id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
+    let campaign = campaigns::find(&mut *connection, &scope, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
     let rows = contacts::page(&mut *connection, id, after, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let rows: Vec<ContactRecord> = rows.into_iter().take(limit as usize).collect();
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let mut by_contact: HashMap<Uuid, Vec<AttemptView>> = HashMap::new();
     for attempt in attempts::for_contacts(&mut *connection, &ids).await? {
-        by_contact.entry(attempt.contact_id).or_default().push(AttemptView::from(&attempt));
+        by_contact
+            .entry(attempt.contact_id)
+            .or_default()
+            .push(AttemptView::from(&attempt));
     }
     let now = state.clock.now();
     let items = rows
@@ -315,7 +352,9 @@ pub async fn list_contacts(
                 last_outcome: record.last_outcome.clone(),
                 final_reason: record.final_reason.clone(),
                 excluded_reason: record.excluded_reason.clone(),
-                blocked_reason: decision.and_then(|d| d.blocked).map(|b| b.as_str().to_owned()),
+                blocked_reason: decision
+                    .and_then(|d| d.blocked)
+                    .map(|b| b.as_str().to_owned()),
                 next_eligible_at: decision.and_then(|d| d.next_eligible_at),
                 next_attempt_at: record.next_attempt_at,
                 suppressed: record.suppressed,
@@ -324,7 +363,10 @@ pub async fn list_contacts(
         })
         .collect();
     let next = match (more, rows.last()) {
-        (true, Some(last)) => Some(encode_cursor(&[last.row_number.to_string(), last.id.to_string()])),
+        (true, Some(last)) => Some(encode_cursor(&[
+            last.row_number.to_string(),
+            last.id.to_string(),
+        ])),
         _ => None,
     };
     Ok(web::Json(ContactPage { items, next }))
@@ -390,14 +432,23 @@ pub async fn campaign_audit(
     let limit = page_limit(query.limit)?;
     let after = match &query.cursor {
         None => 0,
-        Some(cursor) => decode_cursor(cursor, 1)?[0]
-            .parse()
-            .map_err(|_| ApiError::bad_request("invalid_cursor", "the cursor is invalid; use the `next` value of the previous page"))?,
+        Some(cursor) => decode_cursor(cursor, 1)?[0].parse().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_cursor",
+                "the cursor is invalid; use the `next` value of the previous page",
+            )
+        })?,
     };
-    campaigns::find(&state.pool, &scope, id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
+    campaigns::find(&state.pool, &scope, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
     let rows = audit::list_for_campaign(&state.pool, id, after, limit + 1).await?;
     let more = rows.len() as i64 > limit;
-    let items: Vec<AuditView> = rows.into_iter().take(limit as usize).map(AuditView::from).collect();
+    let items: Vec<AuditView> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(AuditView::from)
+        .collect();
     let next = match (more, items.last()) {
         (true, Some(last)) => Some(encode_cursor(&[last.id.to_string()])),
         _ => None,

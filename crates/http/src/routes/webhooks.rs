@@ -39,41 +39,89 @@ pub async fn receive_event(
     body: web::Bytes,
 ) -> ApiResult<web::Json<EventAck>> {
     if body.len() > MAX_EVENT_BYTES {
-        return Err(ApiError::new(actix_web::http::StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the event body is too large"));
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the event body is too large",
+        ));
     }
     let Some(secret) = state.voice.secret.as_ref() else {
         tracing::warn!("webhook rejected: no voice platform secret is configured");
-        return Err(ApiError::unauthorized("webhooks are disabled: no voice platform secret is configured"));
+        return Err(ApiError::unauthorized(
+            "webhooks are disabled: no voice platform secret is configured",
+        ));
     };
-    let header = request.headers().get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    let header = request
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok());
     if let Err(error) = verify(secret, header, &body, chrono::Utc::now().timestamp()) {
         // The body is never logged: it holds call summaries.
         tracing::warn!(reason = %error, bytes = body.len(), "webhook rejected");
-        return Err(ApiError::unauthorized(format!("webhook signature rejected: {error}")));
+        return Err(ApiError::unauthorized(format!(
+            "webhook signature rejected: {error}"
+        )));
     }
-    let event: CallEvent = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::bad_request("invalid_event", format!("the event is not valid JSON of the expected shape (line {}, column {})", error.line(), error.column())))?;
+    let event: CallEvent = serde_json::from_slice(&body).map_err(|error| {
+        ApiError::bad_request(
+            "invalid_event",
+            format!(
+                "the event is not valid JSON of the expected shape (line {}, column {})",
+                error.line(),
+                error.column()
+            ),
+        )
+    })?;
     let status = record_event(&state, &event).await?;
-    Ok(web::Json(EventAck { status: status.into() }))
+    Ok(web::Json(EventAck {
+        status: status.into(),
+    }))
 }
 
 async fn record_event(state: &AppState, event: &CallEvent) -> ApiResult<&'static str> {
     let now = state.clock.now();
     let mut transaction = state.pool.begin().await?;
-    let attempt = attempts::lock_attempt(&mut transaction, event.attempt_id).await?.ok_or_else(|| ApiError::not_found("attempt"))?;
-    if !attempts::record_event(&mut *transaction, &event.event_id, attempt.id, event.event_type.as_str()).await? {
+    let attempt = attempts::lock_attempt(&mut transaction, event.attempt_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("attempt"))?;
+    if !attempts::record_event(
+        &mut *transaction,
+        &event.event_id,
+        attempt.id,
+        event.event_type.as_str(),
+    )
+    .await?
+    {
         return Ok("duplicate");
     }
-    let open = matches!(attempt.state.as_str(), "handing_over" | "handed_over" | "connected");
+    let open = matches!(
+        attempt.state.as_str(),
+        "handing_over" | "handed_over" | "connected"
+    );
     match event.event_type {
         CallEventType::Started => {
             if attempt.state == "handing_over" {
-                attempts::mark_handed_over(&mut *transaction, attempt.id, event.call_id.as_deref(), now).await?;
+                attempts::mark_handed_over(
+                    &mut *transaction,
+                    attempt.id,
+                    event.call_id.as_deref(),
+                    now,
+                )
+                .await?;
             }
         }
-        CallEventType::Answered => attempts::mark_connected(&mut *transaction, attempt.id, now).await?,
+        CallEventType::Answered => {
+            attempts::mark_connected(&mut *transaction, attempt.id, now).await?
+        }
         CallEventType::OptOut => {
-            contacts::suppress(&mut *transaction, attempt.client_id, &attempt.phone_index, "opt_out", Some(attempt.id)).await?;
+            contacts::suppress(
+                &mut *transaction,
+                attempt.client_id,
+                &attempt.phone_index,
+                "opt_out",
+                Some(attempt.id),
+            )
+            .await?;
             sqlx::query("UPDATE contacts SET consent_withdrawn_at = COALESCE(consent_withdrawn_at, $2) WHERE id = $1")
                 .bind(attempt.contact_id)
                 .bind(now)
@@ -82,19 +130,46 @@ async fn record_event(state: &AppState, event: &CallEvent) -> ApiResult<&'static
             tracing::info!(attempt_id = %attempt.id, campaign_id = %attempt.campaign_id, "opt-out recorded; number suppressed for the client");
         }
         CallEventType::Ended => {
-            let outcome = event
-                .outcome
-                .ok_or_else(|| ApiError::unprocessable("missing_outcome", "an ended event needs an outcome"))?;
-            let summary = event.summary.as_deref().map(|s| s.chars().take(2_000).collect::<String>());
-            let closed_state = if outcome == Outcome::Failed { "failed" } else { "ended" };
+            let outcome = event.outcome.ok_or_else(|| {
+                ApiError::unprocessable("missing_outcome", "an ended event needs an outcome")
+            })?;
+            let summary = event
+                .summary
+                .as_deref()
+                .map(|s| s.chars().take(2_000).collect::<String>());
+            let closed_state = if outcome == Outcome::Failed {
+                "failed"
+            } else {
+                "ended"
+            };
             if open {
-                attempts::close(&mut *transaction, attempt.id, closed_state, outcome.as_str(), event.end_reason.as_deref(), event.duration_seconds, summary.as_deref(), now).await?;
+                attempts::close(
+                    &mut *transaction,
+                    attempt.id,
+                    closed_state,
+                    outcome.as_str(),
+                    event.end_reason.as_deref(),
+                    event.duration_seconds,
+                    summary.as_deref(),
+                    now,
+                )
+                .await?;
                 settle_contact(&mut transaction, &attempt, outcome, now).await?;
             } else {
                 // A late result for an attempt already given up as unknown: keep
                 // the truth on the attempt, and never call a contact again
                 // after an answered or opted-out call.
-                attempts::close(&mut *transaction, attempt.id, closed_state, outcome.as_str(), event.end_reason.as_deref(), event.duration_seconds, summary.as_deref(), now).await?;
+                attempts::close(
+                    &mut *transaction,
+                    attempt.id,
+                    closed_state,
+                    outcome.as_str(),
+                    event.end_reason.as_deref(),
+                    event.duration_seconds,
+                    summary.as_deref(),
+                    now,
+                )
+                .await?;
                 if outcome.is_final() {
                     sqlx::query("UPDATE contacts SET state = 'done', last_outcome = $2, final_reason = $2, next_attempt_at = NULL WHERE id = $1 AND state = 'pending'")
                         .bind(attempt.contact_id)
@@ -116,11 +191,13 @@ pub async fn settle_contact(
     outcome: Outcome,
     now: chrono::DateTime<chrono::Utc>,
 ) -> sqlx::Result<()> {
-    let suppressed: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM suppressions WHERE client_id = $1 AND phone_index = $2)")
-        .bind(attempt.client_id)
-        .bind(&attempt.phone_index)
-        .fetch_one(&mut *transaction)
-        .await?;
+    let suppressed: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM suppressions WHERE client_id = $1 AND phone_index = $2)",
+    )
+    .bind(attempt.client_id)
+    .bind(&attempt.phone_index)
+    .fetch_one(&mut *transaction)
+    .await?;
     let campaign_state: String = sqlx::query_scalar("SELECT state FROM campaigns WHERE id = $1")
         .bind(attempt.campaign_id)
         .fetch_one(&mut *transaction)
@@ -137,9 +214,26 @@ pub async fn settle_contact(
     };
     match step {
         NextStep::RetryAt(_) if campaign_state == "cancelled" => {
-            attempts::close_contact(&mut *transaction, attempt.contact_id, outcome.as_str(), "campaign_cancelled").await
+            attempts::close_contact(
+                &mut *transaction,
+                attempt.contact_id,
+                outcome.as_str(),
+                "campaign_cancelled",
+            )
+            .await
         }
-        NextStep::RetryAt(at) => attempts::requeue_contact(&mut *transaction, attempt.contact_id, outcome.as_str(), at).await,
-        NextStep::Finish(reason) => attempts::close_contact(&mut *transaction, attempt.contact_id, outcome.as_str(), reason).await,
+        NextStep::RetryAt(at) => {
+            attempts::requeue_contact(&mut *transaction, attempt.contact_id, outcome.as_str(), at)
+                .await
+        }
+        NextStep::Finish(reason) => {
+            attempts::close_contact(
+                &mut *transaction,
+                attempt.contact_id,
+                outcome.as_str(),
+                reason,
+            )
+            .await
+        }
     }
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod clock;
 pub mod csv_input;
 pub mod dispatch;
+pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod routes;

@@ -36,12 +36,48 @@ pub fn configure_api(config: &mut web::ServiceConfig) {
         .service(reports::campaign_audit)
         .service(webhooks::receive_event)
         .service(healthz)
+        .service(readyz)
+        .service(metrics_text)
+        .service(
+            utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+                .url("/docs/openapi.json", <crate::openapi::ApiDoc as utoipa::OpenApi>::openapi()),
+        )
         .service(openapi_json);
 }
 
 #[get("/healthz")]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready when the database answers, its migrations match this build, and
+/// keys are loaded (the server does not start without them).
+#[get("/readyz")]
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let database = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool).await.is_ok();
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(&state.pool)
+        .await
+        .unwrap_or_default();
+    let expected: Vec<i64> = outbound_persistence::db::MIGRATOR.iter().map(|m| m.version).collect();
+    let migrations = database && applied == expected;
+    let keys = !state.keyring.active_key_id().is_empty();
+    let ready = database && migrations && keys;
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": { "database": database, "migrations_current": migrations, "keys_loaded": keys },
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        tracing::warn!(database, migrations, keys, "readiness check failed");
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+#[get("/metrics")]
+async fn metrics_text() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(crate::metrics::render())
 }
 
 #[get("/openapi.json")]
@@ -72,7 +108,9 @@ fn problem_for_framework_errors<B: MessageBody + 'static>(
             "method_not_allowed",
             "this route does not accept the method",
         ),
-        413 => ("payload_too_large", "the request body is too large"),
+        // Only raw uploads (contact and wash files) reach the payload limit;
+        // JSON bodies fail earlier with `invalid_body`.
+        413 => ("file_too_large", "the file is larger than the upload limit; split it into smaller files"),
         415 => (
             "unsupported_media_type",
             "the Content-Type is not accepted here",
@@ -127,9 +165,14 @@ pub fn build_app(
             request.extensions_mut().insert(RequestId(id.clone()));
             let method = request.method().clone();
             let path = request.path().to_owned();
+            let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+            let started = std::time::Instant::now();
             let future = service.call(request);
             async move {
                 let mut response = future.await?;
+                let metrics = crate::metrics::metrics();
+                metrics.requests.with_label_values(&[method.as_str(), &route, response.status().as_str()]).inc();
+                metrics.request_seconds.with_label_values(&[method.as_str(), &route]).observe(started.elapsed().as_secs_f64());
                 if let Ok(value) = HeaderValue::from_str(&id) {
                     response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
                 }

@@ -85,6 +85,12 @@ pub fn normalise_header(header: &str) -> String {
         .collect()
 }
 
+/// Whether a header cell looks like a value (six or more digits, as a phone
+/// number has) rather than a column name.
+fn looks_like_data(name: &str) -> bool {
+    name.bytes().filter(u8::is_ascii_digit).count() >= 6
+}
+
 /// What each position of a record holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Slot {
@@ -102,6 +108,10 @@ pub enum HeaderError {
     DuplicateColumn(String),
     #[error("column {0:?} is neither a contact column nor an approved personalisation key; approve it on the campaign or ask to drop unknown columns")]
     UnknownColumn(String),
+    /// A header cell holds what looks like a phone number: the file has no
+    /// header row. The cell is not echoed.
+    #[error("the first row looks like data, not a header; add a header row naming the columns, with to_number")]
+    HeaderLooksLikeData,
 }
 
 impl HeaderError {
@@ -110,6 +120,7 @@ impl HeaderError {
             HeaderError::MissingRequiredColumn => "missing_required_column",
             HeaderError::DuplicateColumn(_) => "duplicate_column",
             HeaderError::UnknownColumn(_) => "unknown_column",
+            HeaderError::HeaderLooksLikeData => "missing_required_column",
         }
     }
 }
@@ -139,6 +150,9 @@ impl HeaderMap {
         let mut dropped = Vec::new();
         for header in headers {
             let name = normalise_header(header);
+            if looks_like_data(&name) {
+                return Err(HeaderError::HeaderLooksLikeData);
+            }
             if name.is_empty() {
                 // A trailing delimiter in a spreadsheet export leaves a blank header.
                 slots.push(Slot::Dropped);
@@ -518,6 +532,15 @@ mod tests {
         assert_eq!(unknown.map_err(|e| e.code()), Err("unknown_column"));
         let dropped = HeaderMap::build(&["to_number", "nickname"], &keys, true).expect("dropped");
         assert_eq!(dropped.dropped, vec!["nickname".to_owned()]);
+    }
+
+    #[test]
+    fn headerless_file_does_not_echo_number() {
+        let keys = Vec::new();
+        let error = HeaderMap::build(&["0491570006", "Noah"], &keys, false).map(|_| ()).expect_err("no header row");
+        assert_eq!(error, HeaderError::HeaderLooksLikeData);
+        assert_eq!(error.code(), "missing_required_column");
+        assert!(!error.to_string().contains("0491570006"));
     }
 
     #[test]

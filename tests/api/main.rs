@@ -1,6 +1,7 @@
 //! Black-box tests of the API over real HTTP against a fresh PostgreSQL
 //! database per test.
 
+mod api_keys;
 mod campaigns;
 mod cli;
 mod demo;

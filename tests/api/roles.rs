@@ -27,6 +27,9 @@ const CSV: &str = "to_number,first_name\n0491 570 006,Noah\n";
 const WASH: &str = "number,result\n0491570006,N\n";
 
 const ENDPOINTS: &[Endpoint] = &[
+    Endpoint { method: "POST", path: "/v1/api-keys", write: true, body: Body::Json(r#"{"name":"matrix","role":"partner_user"}"#) },
+    Endpoint { method: "GET", path: "/v1/api-keys", write: true, body: Body::None },
+    Endpoint { method: "POST", path: "/v1/api-keys/{k}/revoke", write: true, body: Body::None },
     Endpoint { method: "POST", path: "/v1/campaigns", write: true, body: Body::Campaign },
     Endpoint { method: "GET", path: "/v1/campaigns", write: false, body: Body::None },
     Endpoint { method: "GET", path: "/v1/campaigns/{c}", write: false, body: Body::None },
@@ -50,6 +53,7 @@ struct Fixture {
     app: TestApp,
     campaign: String,
     import: String,
+    api_key: String,
 }
 
 async fn fixture() -> Fixture {
@@ -58,11 +62,18 @@ async fn fixture() -> Fixture {
     let (status, import) = app.import_csv(&campaign, CSV).await;
     assert_eq!(status, 201, "fixture import: {import}");
     let import = import["import_id"].as_str().expect("import id").to_owned();
-    Fixture { app, campaign, import }
+    let (status, key) = app.post("/v1/api-keys", &app.admin(), serde_json::json!({"name": "fixture", "role": "partner_user"})).await;
+    assert_eq!(status, 201, "fixture API key: {key}");
+    let api_key = key["id"].as_str().expect("key id").to_owned();
+    Fixture { app, campaign, import, api_key }
 }
 
 async fn call(fixture: &Fixture, endpoint: &Endpoint, token: Option<&str>) -> (u16, serde_json::Value) {
-    let path = endpoint.path.replace("{c}", &fixture.campaign).replace("{i}", &fixture.import);
+    let path = endpoint
+        .path
+        .replace("{c}", &fixture.campaign)
+        .replace("{i}", &fixture.import)
+        .replace("{k}", &fixture.api_key);
     let url = fixture.app.url(&path);
     let mut request = match endpoint.method {
         "GET" => fixture.app.http.get(url),
@@ -91,6 +102,10 @@ async fn call(fixture: &Fixture, endpoint: &Endpoint, token: Option<&str>) -> (u
         assert!(body["code"].is_string(), "{} {} problem without a code", endpoint.method, endpoint.path);
     }
     (status, body)
+}
+
+fn endpoint(method: &str, path: &str) -> &'static Endpoint {
+    ENDPOINTS.iter().find(|e| e.method == method && e.path == path).expect("endpoint in the table")
 }
 
 fn label(endpoint: &Endpoint) -> String {
@@ -145,11 +160,11 @@ async fn other_partner_admin_sees_not_found() {
     let fixture = fixture().await;
     let other = create_tenant(&fixture.app.pool, "Other Partner").await;
     let token = token_for("partner_admin", Some(other.partner), &[other.client], 60);
-    for endpoint in ENDPOINTS.iter().filter(|e| e.path.contains("{c}")) {
+    for endpoint in ENDPOINTS.iter().filter(|e| e.path.contains("{c}") || e.path.contains("{k}")) {
         let (status, body) = call(&fixture, endpoint, Some(&token)).await;
         assert_eq!(status, 404, "{} should be 404 for another partner: {body}", label(endpoint));
     }
-    let (_, list) = call(&fixture, &ENDPOINTS[1], Some(&token)).await;
+    let (_, list) = call(&fixture, endpoint("GET", "/v1/campaigns"), Some(&token)).await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "another partner lists no campaigns");
     fixture.app.finish().await;
 }
@@ -162,7 +177,7 @@ async fn unassigned_client_sees_not_found() {
         let (status, body) = call(&fixture, endpoint, Some(&token)).await;
         assert_eq!(status, 404, "{} should be 404 without the client assigned: {body}", label(endpoint));
     }
-    let (status, _) = call(&fixture, &ENDPOINTS[0], Some(&token)).await;
+    let (status, _) = call(&fixture, endpoint("POST", "/v1/campaigns"), Some(&token)).await;
     assert_eq!(status, 404, "creating in an unassigned client's project is 404");
     fixture.app.finish().await;
 }

@@ -90,6 +90,8 @@ pub struct Options {
     pub voice_platform_url: Option<String>,
     pub voice_secret: Option<Vec<u8>>,
     pub limits: ImportLimits,
+    /// Requests a second and burst per caller; `None` turns limits off.
+    pub rate_limits: Option<(u32, u32)>,
 }
 
 impl Default for Options {
@@ -100,6 +102,7 @@ impl Default for Options {
             voice_platform_url: None,
             voice_secret: Some(VOICE_SECRET.to_vec()),
             limits: ImportLimits::default(),
+            rate_limits: None,
         }
     }
 }
@@ -145,6 +148,9 @@ impl TestApp {
             },
             limits: options.limits,
             http: reqwest::Client::new(),
+            rate_limits: options
+                .rate_limits
+                .map(|(rate, burst)| Arc::new(outbound_http::rate_limit::RateLimits::new(rate, burst))),
         };
         let server = start(state, listener, options.dispatcher).expect("server starts");
         let tenant = create_tenant(&pool, "Test Partner").await;

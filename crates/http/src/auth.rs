@@ -5,8 +5,6 @@
 //! `iss` and `aud` are required and checked; `alg: none` and any algorithm
 //! other than the pinned one are rejected.
 
-use std::future::{ready, Ready};
-
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -229,17 +227,69 @@ fn bearer_token(request: &HttpRequest) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
+/// Prefix of partner API keys: `obk_<12 hex prefix>_<base64url secret>`.
+pub const API_KEY_PREFIX: &str = "obk_";
+
+/// Authenticates a partner API key: found by its prefix, compared by HMAC in
+/// constant time, refused at once when revoked.
+async fn authenticate_api_key(state: &AppState, key: &str) -> Result<Principal, ApiError> {
+    let rejected = || ApiError::unauthorized("the API key is unknown or revoked");
+    let rest = key.strip_prefix(API_KEY_PREFIX).ok_or_else(rejected)?;
+    let (prefix, _) = rest.split_once('_').ok_or_else(rejected)?;
+    let record = outbound_persistence::api_keys::find_by_prefix(&state.pool, prefix)
+        .await?
+        .ok_or_else(rejected)?;
+    let presented = state.keyring.api_key_hash(key);
+    let matches = presented.len() == record.secret_hash.len()
+        && presented.iter().zip(&record.secret_hash).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if !matches || record.revoked_at.is_some() {
+        tracing::warn!(api_key_id = %record.id, revoked = record.revoked_at.is_some(), "API key rejected");
+        return Err(rejected());
+    }
+    let client_ids = match &record.client_ids {
+        Some(ids) => ids.clone(),
+        None => outbound_persistence::api_keys::assigned_clients(&state.pool, record.partner_id).await?,
+    };
+    if let Err(error) = outbound_persistence::api_keys::touch(&state.pool, record.id).await {
+        tracing::warn!(api_key_id = %record.id, error = %error, "failed to record API key use");
+    }
+    Ok(Principal {
+        subject: format!("api_key:{}", record.id),
+        role: Role::parse(&record.role),
+        partner_id: Some(record.partner_id),
+        client_ids,
+    })
+}
+
 impl FromRequest for Principal {
     type Error = ApiError;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let Some(state) = request.app_data::<web::Data<AppState>>() else {
-            return ready(Err(ApiError::internal(
-                &"application state is not configured",
-            )));
-        };
-        ready(bearer_token(request).and_then(|token| state.authenticator.verify(token)))
+        let state = request.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer_token(request).map(str::to_owned);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal(&"application state is not configured"))?;
+            let token = token?;
+            let principal = if token.starts_with(API_KEY_PREFIX) {
+                authenticate_api_key(&state, &token).await?
+            } else {
+                state.authenticator.verify(&token)?
+            };
+            if let Some(limits) = &state.rate_limits {
+                let key = format!("{}:{}", principal.partner_id.unwrap_or_default(), principal.subject);
+                if let Err(seconds) = limits.check(&key) {
+                    let mut error = ApiError::new(
+                        actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limited",
+                        format!("too many requests; retry after {seconds} seconds"),
+                    );
+                    error.retry_after = Some(seconds);
+                    return Err(error);
+                }
+            }
+            Ok(principal)
+        })
     }
 }
 

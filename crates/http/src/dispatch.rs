@@ -283,6 +283,7 @@ async fn hand_over(
     for (attempt_id, result) in results {
         match result {
             Handover::Accepted(call_id) => {
+                crate::metrics::metrics().handovers.with_label_values(&["accepted"]).inc();
                 attempts::mark_handed_over(&mut *transaction, attempt_id, Some(&call_id), now)
                     .await?
             }
@@ -297,6 +298,7 @@ async fn hand_over(
                 } else {
                     "unknown"
                 };
+                crate::metrics::metrics().handovers.with_label_values(&[state_name]).inc();
                 tracing::warn!(%attempt_id, %campaign_id, reason, outcome = outcome.as_str(), "hand-over to the voice platform failed");
                 if let Some(attempt) = attempts::lock_attempt(&mut transaction, attempt_id).await? {
                     attempts::close(

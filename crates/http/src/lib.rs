@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
+pub mod rate_limit;
 pub mod routes;
 pub mod server;
 pub mod signing;

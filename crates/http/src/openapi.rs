@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{campaigns, imports, lifecycle, reports, webhooks};
+use crate::routes::{api_keys, campaigns, imports, lifecycle, reports, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,6 +13,9 @@ use crate::routes::{campaigns, imports, lifecycle, reports, webhooks};
         version = "0.1.0"
     ),
     paths(
+        api_keys::create_api_key,
+        api_keys::list_api_keys,
+        api_keys::revoke_api_key,
         campaigns::create_campaign,
         campaigns::list_campaigns,
         campaigns::get_campaign,
@@ -35,6 +38,7 @@ use crate::routes::{campaigns, imports, lifecycle, reports, webhooks};
     components(schemas(crate::voice::CallRequest, crate::voice::CallAccepted, crate::voice::Disclosure)),
     modifiers(&BearerAuth),
     tags(
+        (name = "api-keys", description = "Partner API keys"),
         (name = "campaigns", description = "Create and read campaigns"),
         (name = "imports", description = "Contact CSV imports and DNCR wash results"),
         (name = "lifecycle", description = "Validation, exclusions and state transitions"),

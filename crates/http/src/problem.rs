@@ -31,6 +31,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub detail: String,
     pub extensions: Map<String, Value>,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -40,6 +42,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             extensions: Map::new(),
+            retry_after: None,
         }
     }
 
@@ -117,9 +120,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .content_type("application/problem+json")
-            .json(self.to_problem())
+        let mut response = HttpResponse::build(self.status);
+        if let Some(seconds) = self.retry_after {
+            response.insert_header(("Retry-After", seconds.to_string()));
+        }
+        response.content_type("application/problem+json").json(self.to_problem())
     }
 }
 

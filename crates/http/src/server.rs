@@ -11,12 +11,15 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::problem::ApiError;
-use crate::routes::{campaigns, imports, lifecycle, reports, webhooks, RequestId};
+use crate::routes::{api_keys, campaigns, imports, lifecycle, reports, webhooks, RequestId};
 use crate::state::AppState;
 
 /// Mounts every API route.
 pub fn configure_api(config: &mut web::ServiceConfig) {
     config
+        .service(api_keys::create_api_key)
+        .service(api_keys::list_api_keys)
+        .service(api_keys::revoke_api_key)
         .service(campaigns::create_campaign)
         .service(campaigns::list_campaigns)
         .service(campaigns::get_campaign)

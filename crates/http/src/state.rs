@@ -49,4 +49,6 @@ pub struct AppState {
     pub voice: VoiceSettings,
     pub limits: ImportLimits,
     pub http: reqwest::Client,
+    /// Per-caller request limits; `None` turns limiting off.
+    pub rate_limits: Option<Arc<crate::rate_limit::RateLimits>>,
 }

@@ -166,6 +166,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 max_upload_bytes: outbound_http::state::ImportLimits::default().max_bytes,
                 max_import_rows: outbound_http::state::ImportLimits::default().max_rows,
                 no_dispatcher: false,
+                rate_limit_per_second: 0,
+                rate_limit_burst: 0,
             };
             let secrets = runtime::load_secrets(Some(&key_file), true)?;
             let state = runtime::app_state(&serve, pool.clone(), secrets, clock, format!("http://{address}"))?;

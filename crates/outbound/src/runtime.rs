@@ -75,6 +75,12 @@ pub struct ServeArgs {
     /// Run the API without the dispatcher.
     #[arg(long)]
     pub no_dispatcher: bool,
+    /// Requests a second allowed per API key or token subject (0 turns limits off).
+    #[arg(long, env = "OUTBOUND_RATE_LIMIT_PER_SECOND", default_value_t = 100)]
+    pub rate_limit_per_second: u32,
+    /// Requests a caller may send in a burst above the rate.
+    #[arg(long, env = "OUTBOUND_RATE_LIMIT_BURST", default_value_t = 200)]
+    pub rate_limit_burst: u32,
 }
 
 #[derive(Args, Clone)]
@@ -160,6 +166,9 @@ pub fn app_state(args: &ServeArgs, pool: sqlx::PgPool, secrets: Secrets, clock: 
         },
         limits: ImportLimits { max_bytes: args.max_upload_bytes, max_rows: args.max_import_rows },
         http: reqwest::Client::builder().build()?,
+        rate_limits: (args.rate_limit_per_second > 0).then(|| {
+            Arc::new(outbound_http::rate_limit::RateLimits::new(args.rate_limit_per_second, args.rate_limit_burst))
+        }),
         keyring: Arc::new(secrets.keyring),
     })
 }

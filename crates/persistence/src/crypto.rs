@@ -160,6 +160,16 @@ impl Keyring {
             .map_err(|_| CryptoError::Authentication)
     }
 
+    /// The stored hash of a partner API key (HMAC-SHA256 under the
+    /// blind-index key, with its own domain prefix).
+    pub fn api_key_hash(&self, key: &str) -> Vec<u8> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.blind_index_key)
+            .expect("HMAC accepts keys of any length");
+        mac.update(b"outbound/v1/api-key/");
+        mac.update(key.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
     /// The blind index of an E.164 number.
     pub fn phone_index(&self, e164: &str) -> Vec<u8> {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.blind_index_key)

@@ -2,6 +2,7 @@
 //! personalisation values are sealed with AES-256-GCM ([`crypto`]) before they
 //! reach any query here; matching uses an HMAC-SHA256 blind index.
 
+pub mod api_keys;
 pub mod attempts;
 pub mod audit;
 pub mod campaigns;

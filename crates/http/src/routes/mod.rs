@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per resource, and the helpers they share.
 
+pub mod api_keys;
 pub mod campaigns;
 pub mod imports;
 pub mod lifecycle;

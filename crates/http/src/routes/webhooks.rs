@@ -45,7 +45,9 @@ pub async fn receive_event(
             "the event body is too large",
         ));
     }
+    let rejections = &crate::metrics::metrics().webhook_rejections;
     let Some(secret) = state.voice.secret.as_ref() else {
+        rejections.with_label_values(&["no_secret"]).inc();
         tracing::warn!("webhook rejected: no voice platform secret is configured");
         return Err(ApiError::unauthorized(
             "webhooks are disabled: no voice platform secret is configured",
@@ -57,6 +59,7 @@ pub async fn receive_event(
         .and_then(|v| v.to_str().ok());
     if let Err(error) = verify(secret, header, &body, chrono::Utc::now().timestamp()) {
         // The body is never logged: it holds call summaries.
+        rejections.with_label_values(&["signature"]).inc();
         tracing::warn!(reason = %error, bytes = body.len(), "webhook rejected");
         return Err(ApiError::unauthorized(format!(
             "webhook signature rejected: {error}"
@@ -143,6 +146,7 @@ async fn record_event(state: &AppState, event: &CallEvent) -> ApiResult<&'static
                 "ended"
             };
             if open {
+                crate::metrics::metrics().attempts.with_label_values(&[outcome.as_str()]).inc();
                 attempts::close(
                     &mut *transaction,
                     attempt.id,

@@ -7,6 +7,7 @@ mod cli;
 mod demo;
 mod imports;
 mod openapi;
+mod reports;
 mod roles;
 mod support;
 mod workflow;

@@ -47,6 +47,8 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint { method: "GET", path: "/v1/campaigns/{c}/report", write: false, body: Body::None },
     Endpoint { method: "GET", path: "/v1/campaigns/{c}/contacts", write: false, body: Body::None },
     Endpoint { method: "GET", path: "/v1/campaigns/{c}/audit", write: false, body: Body::None },
+    Endpoint { method: "GET", path: "/v1/campaigns/{c}/contacts.csv", write: false, body: Body::None },
+    Endpoint { method: "GET", path: "/v1/campaigns/{c}/timeline", write: false, body: Body::None },
 ];
 
 struct Fixture {

@@ -33,6 +33,8 @@ use crate::routes::{api_keys, campaigns, imports, lifecycle, reports, webhooks};
         reports::campaign_report,
         reports::list_contacts,
         reports::campaign_audit,
+        reports::export_contacts,
+        reports::campaign_timeline,
         webhooks::receive_event,
     ),
     components(schemas(crate::voice::CallRequest, crate::voice::CallAccepted, crate::voice::Disclosure)),

@@ -37,14 +37,16 @@ pub fn configure_api(config: &mut web::ServiceConfig) {
         .service(reports::campaign_report)
         .service(reports::list_contacts)
         .service(reports::campaign_audit)
+        .service(reports::export_contacts)
+        .service(reports::campaign_timeline)
         .service(webhooks::receive_event)
         .service(healthz)
         .service(readyz)
         .service(metrics_text)
-        .service(
-            utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
-                .url("/docs/openapi.json", <crate::openapi::ApiDoc as utoipa::OpenApi>::openapi()),
-        )
+        .service(utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url(
+            "/docs/openapi.json",
+            <crate::openapi::ApiDoc as utoipa::OpenApi>::openapi(),
+        ))
         .service(openapi_json);
 }
 
@@ -57,12 +59,19 @@ async fn healthz() -> HttpResponse {
 /// keys are loaded (the server does not start without them).
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool).await.is_ok();
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-        .fetch_all(&state.pool)
+    let database = sqlx::query_scalar::<_, i32>("SELECT 1")
+        .fetch_one(&state.pool)
         .await
-        .unwrap_or_default();
-    let expected: Vec<i64> = outbound_persistence::db::MIGRATOR.iter().map(|m| m.version).collect();
+        .is_ok();
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&state.pool)
+            .await
+            .unwrap_or_default();
+    let expected: Vec<i64> = outbound_persistence::db::MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .collect();
     let migrations = database && applied == expected;
     let keys = !state.keyring.active_key_id().is_empty();
     let ready = database && migrations && keys;
@@ -80,7 +89,9 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 #[get("/metrics")]
 async fn metrics_text() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(crate::metrics::render())
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::metrics::render())
 }
 
 #[get("/openapi.json")]
@@ -113,7 +124,10 @@ fn problem_for_framework_errors<B: MessageBody + 'static>(
         ),
         // Only raw uploads (contact and wash files) reach the payload limit;
         // JSON bodies fail earlier with `invalid_body`.
-        413 => ("file_too_large", "the file is larger than the upload limit; split it into smaller files"),
+        413 => (
+            "file_too_large",
+            "the file is larger than the upload limit; split it into smaller files",
+        ),
         415 => (
             "unsupported_media_type",
             "the Content-Type is not accepted here",

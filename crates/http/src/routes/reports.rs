@@ -455,3 +455,170 @@ pub async fn campaign_audit(
     };
     Ok(web::Json(AuditPage { items, next }))
 }
+
+/// Columns of the contacts export, in order.
+const EXPORT_COLUMNS: [&str; 19] = [
+    "contact_id",
+    "row",
+    "masked_number",
+    "number_type",
+    "contact_ref",
+    "state",
+    "zone_source",
+    "zone",
+    "registry_status",
+    "registry_checked_at",
+    "attempts_made",
+    "max_attempts",
+    "last_outcome",
+    "final_reason",
+    "excluded_reason",
+    "blocked_reason",
+    "next_eligible_at",
+    "suppressed",
+    "last_call_summary",
+];
+
+/// Neutralises a cell a spreadsheet would run as a formula (`=`, `+`, `-`,
+/// `@`, tab or carriage return first) by prefixing an apostrophe.
+pub fn spreadsheet_safe(cell: &str) -> String {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
+        _ => cell.to_owned(),
+    }
+}
+
+/// Export every contact of a campaign as CSV with masked numbers. Cells that
+/// a spreadsheet would run as a formula are neutralised.
+#[utoipa::path(
+    tag = "reports",
+    params(("campaign_id" = String, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "The contacts as CSV", body = String, content_type = "text/csv"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role has no campaign access", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such campaign for this caller", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/v1/campaigns/{campaign_id}/contacts.csv")]
+pub async fn export_contacts(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+) -> ApiResult<actix_web::HttpResponse> {
+    let scope = principal.read_scope()?;
+    let id = parse_uuid(&path, "campaign")?;
+    let mut connection = state.pool.acquire().await?;
+    let campaign = campaigns::find(&mut *connection, &scope, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
+    let records = contacts::all_for_campaign(&mut *connection, id).await?;
+    let ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
+    let mut last_summary: HashMap<Uuid, String> = HashMap::new();
+    for attempt in attempts::for_contacts(&mut *connection, &ids).await? {
+        if let Some(summary) = attempt.summary {
+            last_summary.insert(attempt.contact_id, summary);
+        }
+    }
+    let now = state.clock.now();
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let write_error = |e: csv::Error| ApiError::internal(&e);
+    writer.write_record(EXPORT_COLUMNS).map_err(write_error)?;
+    for record in &records {
+        let decision = (record.state == "pending").then(|| decide(&campaign, record, now));
+        let optional_time =
+            |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+        let cells = [
+            record.id.to_string(),
+            record.row_number.to_string(),
+            record.phone_masked.clone(),
+            record.number_type.clone(),
+            record.contact_ref.clone().unwrap_or_default(),
+            record.state.clone(),
+            record.zone_source.clone(),
+            record.zone_key.clone(),
+            record.registry_status.clone().unwrap_or_default(),
+            optional_time(record.registry_checked_at),
+            record.attempts_made.to_string(),
+            record.max_attempts.to_string(),
+            record.last_outcome.clone().unwrap_or_default(),
+            record.final_reason.clone().unwrap_or_default(),
+            record.excluded_reason.clone().unwrap_or_default(),
+            decision
+                .and_then(|d| d.blocked)
+                .map(|b| b.as_str().to_owned())
+                .unwrap_or_default(),
+            optional_time(decision.and_then(|d| d.next_eligible_at)),
+            record.suppressed.to_string(),
+            last_summary.remove(&record.id).unwrap_or_default(),
+        ];
+        writer
+            .write_record(cells.iter().map(|cell| spreadsheet_safe(cell)))
+            .map_err(write_error)?;
+    }
+    let body = writer.into_inner().map_err(|e| ApiError::internal(&e))?;
+    Ok(actix_web::HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"campaign-{id}-contacts.csv\""),
+        ))
+        .body(body))
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Timeline {
+    pub items: Vec<TimelineEntry>,
+}
+
+/// The campaign's state changes, oldest first.
+#[utoipa::path(
+    tag = "reports",
+    params(("campaign_id" = String, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "State changes", body = Timeline),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role has no campaign access", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such campaign for this caller", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/v1/campaigns/{campaign_id}/timeline")]
+pub async fn campaign_timeline(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+) -> ApiResult<web::Json<Timeline>> {
+    let scope = principal.read_scope()?;
+    let id = parse_uuid(&path, "campaign")?;
+    campaigns::find(&state.pool, &scope, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
+    let items = audit::timeline(&state.pool, id)
+        .await?
+        .into_iter()
+        .map(|entry| TimelineEntry {
+            at: entry.created_at,
+            action: entry.action,
+            from_state: entry.from_state,
+            to_state: entry.to_state,
+            actor: entry.actor,
+        })
+        .collect();
+    Ok(web::Json(Timeline { items }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spreadsheet_safe;
+
+    #[test]
+    fn formula_cells_are_neutralised() {
+        for cell in ["=1+1", "+61 ******006", "-2", "@SUM(A1)", "\tx"] {
+            assert!(spreadsheet_safe(cell).starts_with('\''), "{cell:?}");
+        }
+        assert_eq!(spreadsheet_safe("CRM-1"), "CRM-1");
+        assert_eq!(spreadsheet_safe(""), "");
+    }
+}

@@ -2,6 +2,7 @@
 //! database per test.
 
 mod api_keys;
+mod authorization_matrix;
 mod campaigns;
 mod cli;
 mod demo;

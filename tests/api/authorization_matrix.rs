@@ -62,6 +62,8 @@ fn example_body(operation: &Operation, project: uuid::Uuid) -> Option<(&'static 
         ("POST", "/v1/campaigns/{campaign_id}/imports") => (csv, "to_number\n0491 570 313\n".to_owned()),
         ("POST", "/v1/campaigns/{campaign_id}/wash-results") => (csv, "number,result\n0491570313,N\n".to_owned()),
         ("POST", "/v1/campaigns/{campaign_id}/exclusions") => (json, r#"{"reasons":["dncr_registered"]}"#.to_owned()),
+        ("POST", "/v1/clients/{client_id}/suppressions") => (json, r#"{"number":"0491 570 737","reason":"matrix"}"#.to_owned()),
+        ("POST", "/v1/clients/{client_id}/suppressions/{suppression_id}/remove") => (json, r#"{"reason":"matrix"}"#.to_owned()),
         ("POST", path) if path.ends_with("/launch") || path.ends_with("/pause") || path.ends_with("/resume") || path.ends_with("/cancel") || path.ends_with("/validation") || path.ends_with("/revoke") => {
             return None
         }
@@ -114,6 +116,11 @@ async fn every_operation_checks_every_caller() {
     let (status, _) = app.post(&format!("/v1/api-keys/{revoked_id}/revoke"), &app.admin(), serde_json::json!({})).await;
     assert_eq!(status, 200);
     let other = create_tenant(&app.pool, "Other").await;
+    let (status, suppression) = app
+        .post(&format!("/v1/clients/{}/suppressions", app.tenant.client), &app.admin(), serde_json::json!({"number": "0491 570 110"}))
+        .await;
+    assert_eq!(status, 201, "{suppression}");
+    let suppression = suppression["id"].as_str().expect("suppression id").to_owned();
 
     let credentials = |caller: Caller| -> Option<String> {
         let tenant = app.tenant;
@@ -138,7 +145,9 @@ async fn every_operation_checks_every_caller() {
                 .path
                 .replace("{campaign_id}", &campaign)
                 .replace("{import_id}", &import)
-                .replace("{api_key_id}", &target_key_id);
+                .replace("{api_key_id}", &target_key_id)
+                .replace("{client_id}", &app.tenant.client.to_string())
+                .replace("{suppression_id}", &suppression);
             let url = app.url(&format!("{path}{}", query_for(operation)));
             let mut request = match operation.method.as_str() {
                 "GET" => app.http.get(url),
@@ -175,7 +184,8 @@ async fn every_operation_checks_every_caller() {
                     }
                 }
                 Caller::UnassignedClient => {
-                    if operation.path.starts_with("/v1/campaigns/{campaign_id}") || (operation.path == "/v1/campaigns" && operation.method == "POST") {
+                    let client_resource = operation.path.starts_with("/v1/campaigns/{campaign_id}") || operation.path.starts_with("/v1/clients/");
+                    if client_resource || (operation.path == "/v1/campaigns" && operation.method == "POST") {
                         assert_eq!(status, 404, "{label}");
                     }
                 }

@@ -11,4 +11,5 @@ mod openapi;
 mod reports;
 mod roles;
 mod support;
+mod suppressions;
 mod workflow;

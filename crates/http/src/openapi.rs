@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{api_keys, campaigns, imports, lifecycle, reports, webhooks};
+use crate::routes::{api_keys, campaigns, imports, lifecycle, reports, suppressions, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,6 +35,9 @@ use crate::routes::{api_keys, campaigns, imports, lifecycle, reports, webhooks};
         reports::campaign_audit,
         reports::export_contacts,
         reports::campaign_timeline,
+        suppressions::add_suppression,
+        suppressions::list_suppressions,
+        suppressions::remove_suppression,
         webhooks::receive_event,
     ),
     components(schemas(crate::voice::CallRequest, crate::voice::CallAccepted, crate::voice::Disclosure)),
@@ -45,6 +48,7 @@ use crate::routes::{api_keys, campaigns, imports, lifecycle, reports, webhooks};
         (name = "imports", description = "Contact CSV imports and DNCR wash results"),
         (name = "lifecycle", description = "Validation, exclusions and state transitions"),
         (name = "reports", description = "Reports, masked contacts and the audit trail"),
+        (name = "suppressions", description = "Numbers a client must never call again"),
         (name = "voice", description = "Signed webhook for voice platform call events. The platform receives `CallRequest` at `POST {platform}/v1/calls`, signed the same way, and answers `CallAccepted`."),
     )
 )]

@@ -11,7 +11,9 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::problem::ApiError;
-use crate::routes::{api_keys, campaigns, imports, lifecycle, reports, webhooks, RequestId};
+use crate::routes::{
+    api_keys, campaigns, imports, lifecycle, reports, suppressions, webhooks, RequestId,
+};
 use crate::state::AppState;
 
 /// Mounts every API route.
@@ -39,6 +41,9 @@ pub fn configure_api(config: &mut web::ServiceConfig) {
         .service(reports::campaign_audit)
         .service(reports::export_contacts)
         .service(reports::campaign_timeline)
+        .service(suppressions::add_suppression)
+        .service(suppressions::list_suppressions)
+        .service(suppressions::remove_suppression)
         .service(webhooks::receive_event)
         .service(healthz)
         .service(readyz)

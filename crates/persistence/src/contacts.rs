@@ -175,7 +175,7 @@ pub const RECORD_COLUMNS: &str = "c.id, c.campaign_id, c.import_id, c.row_number
     c.registry_source, c.consent_type, c.consent_evidence, c.consent_given_on, c.consent_expires_on,
     c.consent_withdrawn_at, c.exemption, c.priority, c.max_attempts, c.state, c.attempts_made, c.last_outcome,
     c.final_reason, c.excluded_reason, c.next_attempt_at,
-    EXISTS (SELECT 1 FROM suppressions s WHERE s.client_id = c.client_id AND s.phone_index = c.phone_index) AS suppressed";
+    EXISTS (SELECT 1 FROM suppressions s WHERE s.client_id = c.client_id AND s.phone_index = c.phone_index AND s.removed_at IS NULL) AS suppressed";
 
 impl ContactRecord {
     /// Candidate zones from the stored key; an unreadable key falls back to
@@ -315,7 +315,9 @@ pub async fn count_by(
         .await
 }
 
-/// Adds a number to a client's suppression list; adding twice is a no-op.
+/// Adds a number to a client's suppression list. Adding a number that is
+/// already suppressed keeps the first entry; adding one that was removed
+/// suppresses it again.
 pub async fn suppress(
     executor: impl PgExecutor<'_>,
     client_id: Uuid,
@@ -324,8 +326,12 @@ pub async fn suppress(
     attempt_id: Option<Uuid>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO suppressions (id, client_id, phone_index, source, attempt_id)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id, phone_index) DO NOTHING",
+        "INSERT INTO suppressions (id, client_id, phone_index, source, attempt_id, phone_masked)
+         VALUES ($1, $2, $3, $4, $5, (SELECT phone_masked FROM contacts WHERE client_id = $2 AND phone_index = $3 LIMIT 1))
+         ON CONFLICT (client_id, phone_index) DO UPDATE
+            SET removed_at = NULL, removed_by = NULL, removed_reason = NULL, source = EXCLUDED.source,
+                attempt_id = EXCLUDED.attempt_id, created_at = now()
+          WHERE suppressions.removed_at IS NOT NULL",
     )
     .bind(Uuid::new_v4())
     .bind(client_id)
@@ -345,7 +351,7 @@ pub async fn count_suppressed(
     sqlx::query_scalar(
         "SELECT count(*) FROM contacts c
           WHERE c.campaign_id = $1
-            AND EXISTS (SELECT 1 FROM suppressions s WHERE s.client_id = c.client_id AND s.phone_index = c.phone_index)",
+            AND EXISTS (SELECT 1 FROM suppressions s WHERE s.client_id = c.client_id AND s.phone_index = c.phone_index AND s.removed_at IS NULL)",
     )
     .bind(campaign_id)
     .fetch_one(executor)

@@ -11,4 +11,5 @@ pub mod crypto;
 pub mod db;
 pub mod imports;
 pub mod keys;
+pub mod suppressions;
 pub mod tenancy;

@@ -5,6 +5,7 @@ pub mod campaigns;
 pub mod imports;
 pub mod lifecycle;
 pub mod reports;
+pub mod suppressions;
 pub mod webhooks;
 
 use actix_web::http::StatusCode;

@@ -146,7 +146,10 @@ async fn record_event(state: &AppState, event: &CallEvent) -> ApiResult<&'static
                 "ended"
             };
             if open {
-                crate::metrics::metrics().attempts.with_label_values(&[outcome.as_str()]).inc();
+                crate::metrics::metrics()
+                    .attempts
+                    .with_label_values(&[outcome.as_str()])
+                    .inc();
                 attempts::close(
                     &mut *transaction,
                     attempt.id,
@@ -196,7 +199,7 @@ pub async fn settle_contact(
     now: chrono::DateTime<chrono::Utc>,
 ) -> sqlx::Result<()> {
     let suppressed: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM suppressions WHERE client_id = $1 AND phone_index = $2)",
+        "SELECT EXISTS (SELECT 1 FROM suppressions WHERE client_id = $1 AND phone_index = $2 AND removed_at IS NULL)",
     )
     .bind(attempt.client_id)
     .bind(&attempt.phone_index)

@@ -6,6 +6,7 @@ mod authorization_matrix;
 mod campaigns;
 mod cli;
 mod demo;
+mod dispatch;
 mod imports;
 mod openapi;
 mod reports;

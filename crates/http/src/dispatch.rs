@@ -174,6 +174,11 @@ async fn claim(state: &AppState, campaign_id: Uuid) -> anyhow::Result<Vec<(Uuid,
     }
     let open = attempts::open_count(&mut *transaction, campaign_id).await?;
     let mut free = i64::from(campaign.capacity) - open;
+    if let Some((cap, partner_open)) =
+        attempts::partner_capacity(&mut transaction, campaign.partner_id).await?
+    {
+        free = free.min(cap - partner_open);
+    }
     let mut started = Vec::new();
     if free > 0 {
         let rules = Rules::default();
@@ -283,7 +288,10 @@ async fn hand_over(
     for (attempt_id, result) in results {
         match result {
             Handover::Accepted(call_id) => {
-                crate::metrics::metrics().handovers.with_label_values(&["accepted"]).inc();
+                crate::metrics::metrics()
+                    .handovers
+                    .with_label_values(&["accepted"])
+                    .inc();
                 attempts::mark_handed_over(&mut *transaction, attempt_id, Some(&call_id), now)
                     .await?
             }
@@ -298,7 +306,10 @@ async fn hand_over(
                 } else {
                     "unknown"
                 };
-                crate::metrics::metrics().handovers.with_label_values(&[state_name]).inc();
+                crate::metrics::metrics()
+                    .handovers
+                    .with_label_values(&[state_name])
+                    .inc();
                 tracing::warn!(%attempt_id, %campaign_id, reason, outcome = outcome.as_str(), "hand-over to the voice platform failed");
                 if let Some(attempt) = attempts::lock_attempt(&mut transaction, attempt_id).await? {
                     attempts::close(

@@ -8,7 +8,9 @@ use outbound_http::auth::{mint_hs256, Claims};
 use outbound_persistence::tenancy;
 use uuid::Uuid;
 
-use crate::runtime::{load_secrets, prepare_database, DatabaseArgs, KeyArgs, DEFAULT_AUDIENCE, DEFAULT_ISSUER};
+use crate::runtime::{
+    load_secrets, prepare_database, DatabaseArgs, KeyArgs, DEFAULT_AUDIENCE, DEFAULT_ISSUER,
+};
 
 #[derive(Subcommand)]
 pub enum OperatorCommand {
@@ -34,6 +36,16 @@ pub enum OperatorCommand {
         partner: Uuid,
         #[arg(long)]
         client: Uuid,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Set or clear a partner's cap on concurrent calls across all its campaigns.
+    SetPartnerCapacity {
+        #[arg(long)]
+        partner: Uuid,
+        /// Most calls in progress at once; omit to remove the cap.
+        #[arg(long)]
+        max_concurrent_calls: Option<i32>,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -83,10 +95,17 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
             let pool = prepare_database(&database.database_url).await?;
             println!("{}", tenancy::create_partner(&pool, &name).await?);
         }
-        OperatorCommand::CreateClient { name, partner, database } => {
+        OperatorCommand::CreateClient {
+            name,
+            partner,
+            database,
+        } => {
             let pool = prepare_database(&database.database_url).await?;
             if let Some(partner) = partner {
-                anyhow::ensure!(tenancy::partner_exists(&pool, partner).await?, "partner {partner} not found");
+                anyhow::ensure!(
+                    tenancy::partner_exists(&pool, partner).await?,
+                    "partner {partner} not found"
+                );
             }
             let client = tenancy::create_client(&pool, &name).await?;
             if let Some(partner) = partner {
@@ -94,16 +113,52 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
             }
             println!("{client}");
         }
-        OperatorCommand::AssignClient { partner, client, database } => {
+        OperatorCommand::AssignClient {
+            partner,
+            client,
+            database,
+        } => {
             let pool = prepare_database(&database.database_url).await?;
-            anyhow::ensure!(tenancy::partner_exists(&pool, partner).await?, "partner {partner} not found");
-            anyhow::ensure!(tenancy::client_exists(&pool, client).await?, "client {client} not found");
+            anyhow::ensure!(
+                tenancy::partner_exists(&pool, partner).await?,
+                "partner {partner} not found"
+            );
+            anyhow::ensure!(
+                tenancy::client_exists(&pool, client).await?,
+                "client {client} not found"
+            );
             tenancy::assign_client(&pool, partner, client).await?;
             println!("assigned client {client} to partner {partner}");
         }
-        OperatorCommand::CreateProject { client, name, database } => {
+        OperatorCommand::SetPartnerCapacity {
+            partner,
+            max_concurrent_calls,
+            database,
+        } => {
+            anyhow::ensure!(
+                max_concurrent_calls.is_none_or(|cap| cap >= 0),
+                "--max-concurrent-calls must be zero or more"
+            );
             let pool = prepare_database(&database.database_url).await?;
-            anyhow::ensure!(tenancy::client_exists(&pool, client).await?, "client {client} not found");
+            anyhow::ensure!(
+                tenancy::set_partner_capacity(&pool, partner, max_concurrent_calls).await?,
+                "partner {partner} not found"
+            );
+            match max_concurrent_calls {
+                Some(cap) => println!("partner {partner} may have at most {cap} calls in progress"),
+                None => println!("partner {partner} has no cap on calls in progress"),
+            }
+        }
+        OperatorCommand::CreateProject {
+            client,
+            name,
+            database,
+        } => {
+            let pool = prepare_database(&database.database_url).await?;
+            anyhow::ensure!(
+                tenancy::client_exists(&pool, client).await?,
+                "client {client} not found"
+            );
             println!("{}", tenancy::create_project(&pool, client, &name).await?);
         }
     }
@@ -113,10 +168,25 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
 /// Mints a development token and prints it.
 pub fn token(command: TokenCommand) -> anyhow::Result<()> {
     let TokenCommand::Mint(args) = command;
-    let key_file = args.keys.key_file.clone().unwrap_or_else(|| PathBuf::from(crate::runtime::DEV_KEY_FILE));
+    let key_file = args
+        .keys
+        .key_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::runtime::DEV_KEY_FILE));
     let secrets = load_secrets(Some(&key_file), true)?;
-    let secret = secrets.jwt_hs256_secret.context("the key file has no jwt_hs256_secret")?;
-    let token = mint(&secret, &args.role, args.partner, &args.clients, &args.subject, args.ttl_minutes, &args.issuer, &args.audience)?;
+    let secret = secrets
+        .jwt_hs256_secret
+        .context("the key file has no jwt_hs256_secret")?;
+    let token = mint(
+        &secret,
+        &args.role,
+        args.partner,
+        &args.clients,
+        &args.subject,
+        args.ttl_minutes,
+        &args.issuer,
+        &args.audience,
+    )?;
     println!("{token}");
     Ok(())
 }

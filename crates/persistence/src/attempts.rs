@@ -380,3 +380,30 @@ pub async fn outcome_counts(
     .fetch_all(executor)
     .await
 }
+
+/// The partner's concurrent-call cap and its open attempts, locking the
+/// partner row so claims of all its campaigns serialise; `None` when the
+/// partner has no cap.
+pub async fn partner_capacity(
+    connection: &mut PgConnection,
+    partner_id: Uuid,
+) -> sqlx::Result<Option<(i64, i64)>> {
+    let cap: Option<i32> =
+        sqlx::query_scalar("SELECT max_concurrent_calls FROM partners WHERE id = $1 FOR UPDATE")
+            .bind(partner_id)
+            .fetch_optional(&mut *connection)
+            .await?
+            .flatten();
+    let Some(cap) = cap else {
+        return Ok(None);
+    };
+    let query = format!(
+        "SELECT count(*) FROM attempts a JOIN campaigns k ON k.id = a.campaign_id
+          WHERE k.partner_id = $1 AND a.state IN {OPEN_STATES}"
+    );
+    let open: i64 = sqlx::query_scalar(&query)
+        .bind(partner_id)
+        .fetch_one(&mut *connection)
+        .await?;
+    Ok(Some((i64::from(cap), open)))
+}

@@ -104,3 +104,17 @@ pub async fn client_exists(pool: &PgPool, client_id: Uuid) -> sqlx::Result<bool>
         .fetch_one(pool)
         .await
 }
+
+/// Sets or clears a partner's cap on concurrent calls across its campaigns.
+pub async fn set_partner_capacity(
+    pool: &PgPool,
+    partner_id: Uuid,
+    max_concurrent_calls: Option<i32>,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query("UPDATE partners SET max_concurrent_calls = $2 WHERE id = $1")
+        .bind(partner_id)
+        .bind(max_concurrent_calls)
+        .execute(pool)
+        .await?;
+    Ok(result.rows_affected() == 1)
+}

@@ -241,14 +241,20 @@ async fn authenticate_api_key(state: &AppState, key: &str) -> Result<Principal, 
         .ok_or_else(rejected)?;
     let presented = state.keyring.api_key_hash(key);
     let matches = presented.len() == record.secret_hash.len()
-        && presented.iter().zip(&record.secret_hash).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        && presented
+            .iter()
+            .zip(&record.secret_hash)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
     if !matches || record.revoked_at.is_some() {
         tracing::warn!(api_key_id = %record.id, revoked = record.revoked_at.is_some(), "API key rejected");
         return Err(rejected());
     }
     let client_ids = match &record.client_ids {
         Some(ids) => ids.clone(),
-        None => outbound_persistence::api_keys::assigned_clients(&state.pool, record.partner_id).await?,
+        None => {
+            outbound_persistence::api_keys::assigned_clients(&state.pool, record.partner_id).await?
+        }
     };
     if let Err(error) = outbound_persistence::api_keys::touch(&state.pool, record.id).await {
         tracing::warn!(api_key_id = %record.id, error = %error, "failed to record API key use");
@@ -269,7 +275,8 @@ impl FromRequest for Principal {
         let state = request.app_data::<web::Data<AppState>>().cloned();
         let token = bearer_token(request).map(str::to_owned);
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal(&"application state is not configured"))?;
+            let state =
+                state.ok_or_else(|| ApiError::internal(&"application state is not configured"))?;
             let token = token?;
             let principal = if token.starts_with(API_KEY_PREFIX) {
                 authenticate_api_key(&state, &token).await?
@@ -277,7 +284,11 @@ impl FromRequest for Principal {
                 state.authenticator.verify(&token)?
             };
             if let Some(limits) = &state.rate_limits {
-                let key = format!("{}:{}", principal.partner_id.unwrap_or_default(), principal.subject);
+                let key = format!(
+                    "{}:{}",
+                    principal.partner_id.unwrap_or_default(),
+                    principal.subject
+                );
                 if let Err(seconds) = limits.check(&key) {
                     let mut error = ApiError::new(
                         actix_web::http::StatusCode::TOO_MANY_REQUESTS,

@@ -4,7 +4,9 @@
 
 use std::sync::OnceLock;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -18,8 +20,11 @@ pub struct Metrics {
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    registry.register(Box::new(counter.clone())).expect("metric registered once");
+    let counter =
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("metric registered once");
     counter
 }
 
@@ -29,20 +34,57 @@ pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(|| {
         let registry = Registry::new_custom(Some("outbound".into()), None).expect("valid registry");
         let request_seconds = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route")
-                .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["method", "route"],
         )
         .expect("valid histogram");
-        registry.register(Box::new(request_seconds.clone())).expect("metric registered once");
+        registry
+            .register(Box::new(request_seconds.clone()))
+            .expect("metric registered once");
         Metrics {
-            requests: counter(&registry, "http_requests_total", "HTTP requests by route and status", &["method", "route", "status"]),
+            requests: counter(
+                &registry,
+                "http_requests_total",
+                "HTTP requests by route and status",
+                &["method", "route", "status"],
+            ),
             request_seconds,
-            imports: counter(&registry, "imports_total", "Contact imports by result", &["result"]),
-            import_rows: counter(&registry, "import_rows_total", "Imported rows by result", &["result"]),
-            attempts: counter(&registry, "attempts_total", "Ended call attempts by outcome", &["outcome"]),
-            handovers: counter(&registry, "handovers_total", "Call hand-overs to the voice platform by result", &["result"]),
-            webhook_rejections: counter(&registry, "webhook_rejections_total", "Rejected webhook requests by reason", &["reason"]),
+            imports: counter(
+                &registry,
+                "imports_total",
+                "Contact imports by result",
+                &["result"],
+            ),
+            import_rows: counter(
+                &registry,
+                "import_rows_total",
+                "Imported rows by result",
+                &["result"],
+            ),
+            attempts: counter(
+                &registry,
+                "attempts_total",
+                "Ended call attempts by outcome",
+                &["outcome"],
+            ),
+            handovers: counter(
+                &registry,
+                "handovers_total",
+                "Call hand-overs to the voice platform by result",
+                &["result"],
+            ),
+            webhook_rejections: counter(
+                &registry,
+                "webhook_rejections_total",
+                "Rejected webhook requests by reason",
+                &["reason"],
+            ),
             registry,
         }
     })

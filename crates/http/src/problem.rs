@@ -124,7 +124,9 @@ impl ResponseError for ApiError {
         if let Some(seconds) = self.retry_after {
             response.insert_header(("Retry-After", seconds.to_string()));
         }
-        response.content_type("application/problem+json").json(self.to_problem())
+        response
+            .content_type("application/problem+json")
+            .json(self.to_problem())
     }
 }
 

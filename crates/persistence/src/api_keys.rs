@@ -51,9 +51,15 @@ pub async fn insert(
         .await
 }
 
-pub async fn find_by_prefix(executor: impl PgExecutor<'_>, prefix: &str) -> sqlx::Result<Option<ApiKey>> {
+pub async fn find_by_prefix(
+    executor: impl PgExecutor<'_>,
+    prefix: &str,
+) -> sqlx::Result<Option<ApiKey>> {
     let query = format!("SELECT {COLUMNS} FROM api_keys WHERE prefix = $1");
-    sqlx::query_as(&query).bind(prefix).fetch_optional(executor).await
+    sqlx::query_as(&query)
+        .bind(prefix)
+        .fetch_optional(executor)
+        .await
 }
 
 /// A partner's keys, newest first, after the `(created_at, id)` cursor.
@@ -78,12 +84,22 @@ pub async fn list(
 }
 
 /// Revokes a partner's key; revoking twice keeps the first revocation.
-pub async fn revoke(executor: impl PgExecutor<'_>, partner_id: Uuid, id: Uuid, by: &str) -> sqlx::Result<Option<ApiKey>> {
+pub async fn revoke(
+    executor: impl PgExecutor<'_>,
+    partner_id: Uuid,
+    id: Uuid,
+    by: &str,
+) -> sqlx::Result<Option<ApiKey>> {
     let query = format!(
         "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()), revoked_by = COALESCE(revoked_by, $3)
           WHERE partner_id = $1 AND id = $2 RETURNING {COLUMNS}"
     );
-    sqlx::query_as(&query).bind(partner_id).bind(id).bind(by).fetch_optional(executor).await
+    sqlx::query_as(&query)
+        .bind(partner_id)
+        .bind(id)
+        .bind(by)
+        .fetch_optional(executor)
+        .await
 }
 
 /// Records a use, at most once a minute per key to keep writes off the hot path.
@@ -99,9 +115,14 @@ pub async fn touch(executor: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> 
 }
 
 /// Clients currently assigned to a partner.
-pub async fn assigned_clients(executor: impl PgExecutor<'_>, partner_id: Uuid) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar("SELECT client_id FROM partner_clients WHERE partner_id = $1 ORDER BY client_id")
-        .bind(partner_id)
-        .fetch_all(executor)
-        .await
+pub async fn assigned_clients(
+    executor: impl PgExecutor<'_>,
+    partner_id: Uuid,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT client_id FROM partner_clients WHERE partner_id = $1 ORDER BY client_id",
+    )
+    .bind(partner_id)
+    .fetch_all(executor)
+    .await
 }

@@ -101,10 +101,16 @@ pub async fn create_api_key(
     let body = body.into_inner();
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::unprocessable("invalid_name", "name must be 1 to 100 characters"));
+        return Err(ApiError::unprocessable(
+            "invalid_name",
+            "name must be 1 to 100 characters",
+        ));
     }
     if !matches!(body.role.as_str(), "partner_admin" | "partner_user") {
-        return Err(ApiError::unprocessable("invalid_role", "role must be partner_admin or partner_user"));
+        return Err(ApiError::unprocessable(
+            "invalid_role",
+            "role must be partner_admin or partner_user",
+        ));
     }
     if let Some(ids) = &body.client_ids {
         if ids.is_empty() || ids.iter().any(|id| !scope.client_ids.contains(id)) {
@@ -182,16 +188,30 @@ pub async fn list_api_keys(
         None => None,
         Some(cursor) => {
             let parts = decode_cursor(cursor, 2)?;
-            let invalid = || ApiError::bad_request("invalid_cursor", "the cursor is invalid; use the `next` value of the previous page");
-            let at = DateTime::parse_from_rfc3339(&parts[0]).map_err(|_| invalid())?.with_timezone(&Utc);
+            let invalid = || {
+                ApiError::bad_request(
+                    "invalid_cursor",
+                    "the cursor is invalid; use the `next` value of the previous page",
+                )
+            };
+            let at = DateTime::parse_from_rfc3339(&parts[0])
+                .map_err(|_| invalid())?
+                .with_timezone(&Utc);
             Some((at, Uuid::parse_str(&parts[1]).map_err(|_| invalid())?))
         }
     };
     let rows = api_keys::list(&state.pool, scope.partner_id, before, limit + 1).await?;
     let more = rows.len() as i64 > limit;
-    let items: Vec<ApiKeyView> = rows.iter().take(limit as usize).map(ApiKeyView::from).collect();
+    let items: Vec<ApiKeyView> = rows
+        .iter()
+        .take(limit as usize)
+        .map(ApiKeyView::from)
+        .collect();
     let next = match (more, items.last()) {
-        (true, Some(last)) => Some(encode_cursor(&[last.created_at.to_rfc3339(), last.id.to_string()])),
+        (true, Some(last)) => Some(encode_cursor(&[
+            last.created_at.to_rfc3339(),
+            last.id.to_string(),
+        ])),
         _ => None,
     };
     Ok(web::Json(ApiKeyList { items, next }))

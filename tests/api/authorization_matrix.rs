@@ -58,17 +58,41 @@ fn example_body(operation: &Operation, project: uuid::Uuid) -> Option<(&'static 
     let body = match (operation.method.as_str(), operation.path.as_str()) {
         ("POST", "/v1/campaigns") => (json, crate::support::valid_campaign(project).to_string()),
         ("PATCH", "/v1/campaigns/{campaign_id}") => (json, r#"{"name":"Matrix"}"#.to_owned()),
-        ("POST", "/v1/api-keys") => (json, r#"{"name":"matrix","role":"partner_user"}"#.to_owned()),
-        ("POST", "/v1/campaigns/{campaign_id}/imports") => (csv, "to_number\n0491 570 313\n".to_owned()),
-        ("POST", "/v1/campaigns/{campaign_id}/wash-results") => (csv, "number,result\n0491570313,N\n".to_owned()),
-        ("POST", "/v1/campaigns/{campaign_id}/exclusions") => (json, r#"{"reasons":["dncr_registered"]}"#.to_owned()),
-        ("POST", "/v1/clients/{client_id}/suppressions") => (json, r#"{"number":"0491 570 737","reason":"matrix"}"#.to_owned()),
-        ("POST", "/v1/clients/{client_id}/suppressions/{suppression_id}/remove") => (json, r#"{"reason":"matrix"}"#.to_owned()),
-        ("POST", path) if path.ends_with("/launch") || path.ends_with("/pause") || path.ends_with("/resume") || path.ends_with("/cancel") || path.ends_with("/validation") || path.ends_with("/revoke") => {
+        ("POST", "/v1/api-keys") => (
+            json,
+            r#"{"name":"matrix","role":"partner_user"}"#.to_owned(),
+        ),
+        ("POST", "/v1/campaigns/{campaign_id}/imports") => {
+            (csv, "to_number\n0491 570 313\n".to_owned())
+        }
+        ("POST", "/v1/campaigns/{campaign_id}/wash-results") => {
+            (csv, "number,result\n0491570313,N\n".to_owned())
+        }
+        ("POST", "/v1/campaigns/{campaign_id}/exclusions") => {
+            (json, r#"{"reasons":["dncr_registered"]}"#.to_owned())
+        }
+        ("POST", "/v1/clients/{client_id}/suppressions") => (
+            json,
+            r#"{"number":"0491 570 737","reason":"matrix"}"#.to_owned(),
+        ),
+        ("POST", "/v1/clients/{client_id}/suppressions/{suppression_id}/remove") => {
+            (json, r#"{"reason":"matrix"}"#.to_owned())
+        }
+        ("POST", path)
+            if path.ends_with("/launch")
+                || path.ends_with("/pause")
+                || path.ends_with("/resume")
+                || path.ends_with("/cancel")
+                || path.ends_with("/validation")
+                || path.ends_with("/revoke") =>
+        {
             return None
         }
         ("GET", _) => return None,
-        _ => panic!("{} has no example body in the authorization matrix; add one", operation.label()),
+        _ => panic!(
+            "{} has no example body in the authorization matrix; add one",
+            operation.label()
+        ),
     };
     Some(body)
 }
@@ -82,14 +106,18 @@ fn query_for(operation: &Operation) -> &'static str {
 }
 
 fn operations() -> Vec<Operation> {
-    let document: serde_json::Value = serde_json::from_str(&outbound_http::openapi::document_json()).expect("document");
+    let document: serde_json::Value =
+        serde_json::from_str(&outbound_http::openapi::document_json()).expect("document");
     let mut operations = Vec::new();
     for (path, methods) in document["paths"].as_object().expect("paths") {
         for (method, operation) in methods.as_object().expect("methods") {
             if operation.get("security").is_none() {
                 continue;
             }
-            operations.push(Operation { method: method.to_uppercase(), path: path.clone() });
+            operations.push(Operation {
+                method: method.to_uppercase(),
+                path: path.clone(),
+            });
         }
     }
     operations
@@ -105,34 +133,73 @@ async fn every_operation_checks_every_caller() {
     let key_for = |role: &'static str| {
         let app = &app;
         async move {
-            let (status, key) = app.post("/v1/api-keys", &app.admin(), serde_json::json!({"name": role, "role": role})).await;
+            let (status, key) = app
+                .post(
+                    "/v1/api-keys",
+                    &app.admin(),
+                    serde_json::json!({"name": role, "role": role}),
+                )
+                .await;
             assert_eq!(status, 201, "{key}");
-            (key["id"].as_str().expect("id").to_owned(), key["key"].as_str().expect("key").to_owned())
+            (
+                key["id"].as_str().expect("id").to_owned(),
+                key["key"].as_str().expect("key").to_owned(),
+            )
         }
     };
     let (target_key_id, _) = key_for("partner_user").await;
     let (_, read_only_key) = key_for("partner_user").await;
     let (revoked_id, revoked_key) = key_for("partner_admin").await;
-    let (status, _) = app.post(&format!("/v1/api-keys/{revoked_id}/revoke"), &app.admin(), serde_json::json!({})).await;
+    let (status, _) = app
+        .post(
+            &format!("/v1/api-keys/{revoked_id}/revoke"),
+            &app.admin(),
+            serde_json::json!({}),
+        )
+        .await;
     assert_eq!(status, 200);
     let other = create_tenant(&app.pool, "Other").await;
     let (status, suppression) = app
-        .post(&format!("/v1/clients/{}/suppressions", app.tenant.client), &app.admin(), serde_json::json!({"number": "0491 570 110"}))
+        .post(
+            &format!("/v1/clients/{}/suppressions", app.tenant.client),
+            &app.admin(),
+            serde_json::json!({"number": "0491 570 110"}),
+        )
         .await;
     assert_eq!(status, 201, "{suppression}");
-    let suppression = suppression["id"].as_str().expect("suppression id").to_owned();
+    let suppression = suppression["id"]
+        .as_str()
+        .expect("suppression id")
+        .to_owned();
 
     let credentials = |caller: Caller| -> Option<String> {
         let tenant = app.tenant;
         match caller {
             Caller::PartnerAdmin => Some(app.admin()),
             Caller::PartnerUser => Some(app.token("partner_user")),
-            Caller::Customer => Some(token_for("customer_admin", Some(tenant.partner), &[tenant.client], 60)),
-            Caller::OtherPartner => Some(token_for("partner_admin", Some(other.partner), &[other.client], 60)),
-            Caller::UnassignedClient => Some(token_for("partner_admin", Some(tenant.partner), &[], 60)),
+            Caller::Customer => Some(token_for(
+                "customer_admin",
+                Some(tenant.partner),
+                &[tenant.client],
+                60,
+            )),
+            Caller::OtherPartner => Some(token_for(
+                "partner_admin",
+                Some(other.partner),
+                &[other.client],
+                60,
+            )),
+            Caller::UnassignedClient => {
+                Some(token_for("partner_admin", Some(tenant.partner), &[], 60))
+            }
             Caller::ReadOnlyKey => Some(read_only_key.clone()),
             Caller::RevokedKey => Some(revoked_key.clone()),
-            Caller::ExpiredToken => Some(token_for("partner_admin", Some(tenant.partner), &[tenant.client], -5)),
+            Caller::ExpiredToken => Some(token_for(
+                "partner_admin",
+                Some(tenant.partner),
+                &[tenant.client],
+                -5,
+            )),
             Caller::NoToken => None,
         }
     };
@@ -165,7 +232,10 @@ async fn every_operation_checks_every_caller() {
             let label = format!("{} as {caller:?}", operation.label());
             assert!(status < 500, "{label} answered {status}");
             match caller {
-                Caller::PartnerAdmin => assert!(![401, 403, 404].contains(&status), "{label} answered {status}"),
+                Caller::PartnerAdmin => assert!(
+                    ![401, 403, 404].contains(&status),
+                    "{label} answered {status}"
+                ),
                 Caller::PartnerUser | Caller::ReadOnlyKey => {
                     if operation.is_read() {
                         assert_eq!(status, 200, "{label}");
@@ -184,12 +254,17 @@ async fn every_operation_checks_every_caller() {
                     }
                 }
                 Caller::UnassignedClient => {
-                    let client_resource = operation.path.starts_with("/v1/campaigns/{campaign_id}") || operation.path.starts_with("/v1/clients/");
-                    if client_resource || (operation.path == "/v1/campaigns" && operation.method == "POST") {
+                    let client_resource = operation.path.starts_with("/v1/campaigns/{campaign_id}")
+                        || operation.path.starts_with("/v1/clients/");
+                    if client_resource
+                        || (operation.path == "/v1/campaigns" && operation.method == "POST")
+                    {
                         assert_eq!(status, 404, "{label}");
                     }
                 }
-                Caller::RevokedKey | Caller::ExpiredToken | Caller::NoToken => assert_eq!(status, 401, "{label}"),
+                Caller::RevokedKey | Caller::ExpiredToken | Caller::NoToken => {
+                    assert_eq!(status, 401, "{label}")
+                }
             }
         }
     }

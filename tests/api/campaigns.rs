@@ -3,20 +3,48 @@
 use crate::support::TestApp;
 
 async fn read_etag(app: &TestApp, campaign: &str) -> String {
-    let response = app.http.get(app.url(&format!("/v1/campaigns/{campaign}"))).bearer_auth(app.admin()).send().await.expect("request");
+    let response = app
+        .http
+        .get(app.url(&format!("/v1/campaigns/{campaign}")))
+        .bearer_auth(app.admin())
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), 200);
-    response.headers().get("etag").and_then(|v| v.to_str().ok()).expect("GET returns an ETag").to_owned()
+    response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .expect("GET returns an ETag")
+        .to_owned()
 }
 
-async fn patch(app: &TestApp, campaign: &str, if_match: Option<&str>, body: serde_json::Value) -> (u16, serde_json::Value, Option<String>) {
-    let mut request = app.http.patch(app.url(&format!("/v1/campaigns/{campaign}"))).bearer_auth(app.admin()).json(&body);
+async fn patch(
+    app: &TestApp,
+    campaign: &str,
+    if_match: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value, Option<String>) {
+    let mut request = app
+        .http
+        .patch(app.url(&format!("/v1/campaigns/{campaign}")))
+        .bearer_auth(app.admin())
+        .json(&body);
     if let Some(tag) = if_match {
         request = request.header("If-Match", tag);
     }
     let response = request.send().await.expect("request");
     let status = response.status().as_u16();
-    let etag = response.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    (status, response.json().await.unwrap_or(serde_json::Value::Null), etag)
+    let etag = response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+        etag,
+    )
 }
 
 #[tokio::test]
@@ -24,13 +52,29 @@ async fn patch_with_current_etag_updates() {
     let app = TestApp::spawn().await;
     let campaign = app.create_campaign(serde_json::json!({})).await;
     let tag = read_etag(&app, &campaign).await;
-    let (status, body, new_tag) = patch(&app, &campaign, Some(&tag), serde_json::json!({"capacity": 9, "purpose": "a reminder"})).await;
+    let (status, body, new_tag) = patch(
+        &app,
+        &campaign,
+        Some(&tag),
+        serde_json::json!({"capacity": 9, "purpose": "a reminder"}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["capacity"], 9);
     assert_eq!(body["purpose"], "a reminder");
-    assert_ne!(new_tag.as_deref(), Some(tag.as_str()), "the ETag changes with the version");
+    assert_ne!(
+        new_tag.as_deref(),
+        Some(tag.as_str()),
+        "the ETag changes with the version"
+    );
 
-    let (status, body, _) = patch(&app, &campaign, Some(&tag), serde_json::json!({"capacity": 4})).await;
+    let (status, body, _) = patch(
+        &app,
+        &campaign,
+        Some(&tag),
+        serde_json::json!({"capacity": 4}),
+    )
+    .await;
     assert_eq!(status, 412, "a stale ETag is rejected: {body}");
     assert_eq!(body["code"], "etag_mismatch");
     app.finish().await;
@@ -51,14 +95,27 @@ async fn patch_rejects_immutable_and_invalid_fields() {
     let app = TestApp::spawn().await;
     let campaign = app.create_campaign(serde_json::json!({})).await;
     let tag = read_etag(&app, &campaign).await;
-    let (status, body, _) = patch(&app, &campaign, Some(&tag), serde_json::json!({"call_type": "research"})).await;
+    let (status, body, _) = patch(
+        &app,
+        &campaign,
+        Some(&tag),
+        serde_json::json!({"call_type": "research"}),
+    )
+    .await;
     assert_eq!(status, 422);
     assert_eq!(body["code"], "immutable_field");
-    let overnight = serde_json::json!({"calling_window": {"weekdays": {"start": "20:00", "end": "09:00"}}});
+    let overnight =
+        serde_json::json!({"calling_window": {"weekdays": {"start": "20:00", "end": "09:00"}}});
     let (status, body, _) = patch(&app, &campaign, Some(&tag), overnight).await;
     assert_eq!(status, 422);
     assert_eq!(body["code"], "invalid_calling_window");
-    let (status, body, _) = patch(&app, &campaign, Some(&tag), serde_json::json!({"nickname": "x"})).await;
+    let (status, body, _) = patch(
+        &app,
+        &campaign,
+        Some(&tag),
+        serde_json::json!({"nickname": "x"}),
+    )
+    .await;
     assert_eq!(status, 422, "unknown fields are rejected: {body}");
     app.finish().await;
 }
@@ -67,10 +124,22 @@ async fn patch_rejects_immutable_and_invalid_fields() {
 async fn settings_frozen_outside_draft_and_paused() {
     let app = TestApp::spawn().await;
     let campaign = app.create_campaign(serde_json::json!({})).await;
-    let (status, _) = app.post(&format!("/v1/campaigns/{campaign}/cancel"), &app.admin(), serde_json::json!({})).await;
+    let (status, _) = app
+        .post(
+            &format!("/v1/campaigns/{campaign}/cancel"),
+            &app.admin(),
+            serde_json::json!({}),
+        )
+        .await;
     assert_eq!(status, 200);
     let tag = read_etag(&app, &campaign).await;
-    let (status, body, _) = patch(&app, &campaign, Some(&tag), serde_json::json!({"capacity": 9})).await;
+    let (status, body, _) = patch(
+        &app,
+        &campaign,
+        Some(&tag),
+        serde_json::json!({"capacity": 9}),
+    )
+    .await;
     assert_eq!(status, 409);
     assert_eq!(body["code"], "campaign_not_editable");
     assert_eq!(body["state"], "cancelled");
@@ -83,22 +152,45 @@ async fn create_rejects_invalid_settings() {
     let cases = [
         (serde_json::json!({"name": ""}), "invalid_name"),
         (serde_json::json!({"capacity": -1}), "invalid_capacity"),
-        (serde_json::json!({"default_max_attempts": 11}), "invalid_max_attempts"),
-        (serde_json::json!({"start_date": "2026-12-10", "end_date": "2026-12-01"}), "invalid_dates"),
-        (serde_json::json!({"personalisation_keys": ["to_number"]}), "invalid_personalisation_key"),
-        (serde_json::json!({"calling_window": {"weekdays": {"start": "9am", "end": "5pm"}}}), "invalid_calling_window"),
+        (
+            serde_json::json!({"default_max_attempts": 11}),
+            "invalid_max_attempts",
+        ),
+        (
+            serde_json::json!({"start_date": "2026-12-10", "end_date": "2026-12-01"}),
+            "invalid_dates",
+        ),
+        (
+            serde_json::json!({"personalisation_keys": ["to_number"]}),
+            "invalid_personalisation_key",
+        ),
+        (
+            serde_json::json!({"calling_window": {"weekdays": {"start": "9am", "end": "5pm"}}}),
+            "invalid_calling_window",
+        ),
     ];
     for (overrides, code) in cases {
         let mut body = crate::support::valid_campaign(app.tenant.project);
-        if let (Some(target), serde_json::Value::Object(extra)) = (body.as_object_mut(), overrides.clone()) {
+        if let (Some(target), serde_json::Value::Object(extra)) =
+            (body.as_object_mut(), overrides.clone())
+        {
             target.extend(extra);
         }
         let (status, problem) = app.post("/v1/campaigns", &app.admin(), body).await;
         assert_eq!(status, 422, "{overrides} should be rejected: {problem}");
         assert_eq!(problem["code"], code, "{overrides}");
     }
-    let (status, problem) = app.post("/v1/campaigns", &app.admin(), serde_json::json!({"name": "x"})).await;
-    assert_eq!(status, 400, "missing fields are a malformed body: {problem}");
+    let (status, problem) = app
+        .post(
+            "/v1/campaigns",
+            &app.admin(),
+            serde_json::json!({"name": "x"}),
+        )
+        .await;
+    assert_eq!(
+        status, 400,
+        "missing fields are a malformed body: {problem}"
+    );
     assert_eq!(problem["code"], "invalid_body");
     app.finish().await;
 }
@@ -108,9 +200,21 @@ async fn wider_window_is_a_validation_blocker() {
     let app = TestApp::spawn().await;
     let wide = serde_json::json!({"calling_window": {"weekdays": {"start": "08:00", "end": "21:00"}, "saturday": null, "sunday": null}});
     let campaign = app.create_campaign(wide).await;
-    let (status, report) = app.post(&format!("/v1/campaigns/{campaign}/validation"), &app.admin(), serde_json::json!({})).await;
+    let (status, report) = app
+        .post(
+            &format!("/v1/campaigns/{campaign}/validation"),
+            &app.admin(),
+            serde_json::json!({}),
+        )
+        .await;
     assert_eq!(status, 200);
-    let check = report["checks"].as_array().expect("checks").iter().find(|c| c["name"] == "calling_controls").cloned().expect("calling_controls check");
+    let check = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "calling_controls")
+        .cloned()
+        .expect("calling_controls check");
     assert_eq!(check["status"], "blocker", "{check}");
     app.finish().await;
 }
@@ -125,11 +229,18 @@ async fn campaign_list_pages_with_cursor() {
     assert_eq!(status, 200);
     assert_eq!(first["items"].as_array().map(Vec::len), Some(2));
     let next = first["next"].as_str().expect("a next cursor").to_owned();
-    let (status, second) = app.get(&format!("/v1/campaigns?limit=2&cursor={next}"), &app.admin()).await;
+    let (status, second) = app
+        .get(
+            &format!("/v1/campaigns?limit=2&cursor={next}"),
+            &app.admin(),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
     assert!(second["next"].is_null());
-    let (status, problem) = app.get("/v1/campaigns?cursor=not-a-cursor", &app.admin()).await;
+    let (status, problem) = app
+        .get("/v1/campaigns?cursor=not-a-cursor", &app.admin())
+        .await;
     assert_eq!(status, 400);
     assert_eq!(problem["code"], "invalid_cursor");
     let (status, problem) = app.get("/v1/campaigns?limit=100000", &app.admin()).await;

@@ -8,13 +8,22 @@ fn serve_refuses_to_start_without_keys() {
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env_remove("OUTBOUND_KEY_FILE")
         .env_remove("OUTBOUND_DATA_KEYS")
-        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+        .env(
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        )
         .current_dir(std::env::temp_dir())
         .output()
         .expect("run outbound serve");
-    assert!(!output.status.success(), "serve must not start without keys");
+    assert!(
+        !output.status.success(),
+        "serve must not start without keys"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("no encryption keys configured"), "the error says what is missing: {stderr}");
+    assert!(
+        stderr.contains("no encryption keys configured"),
+        "the error says what is missing: {stderr}"
+    );
 }
 
 #[test]
@@ -28,15 +37,30 @@ fn keys_generate_writes_owner_only_file() {
     assert!(output.status.success(), "keys generate failed");
     let text = std::fs::read_to_string(&path).expect("key file written");
     let file: serde_json::Value = serde_json::from_str(&text).expect("key file is JSON");
-    assert!(file["blind_index_key"].is_string(), "key file has a blind-index key");
-    assert!(file["data_keys"].as_object().is_some_and(|keys| !keys.is_empty()), "key file has a data key");
+    assert!(
+        file["blind_index_key"].is_string(),
+        "key file has a blind-index key"
+    );
+    assert!(
+        file["data_keys"]
+            .as_object()
+            .is_some_and(|keys| !keys.is_empty()),
+        "key file has a data key"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+        let mode = std::fs::metadata(&path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "key file is readable by its owner only");
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(!stdout.contains(file["blind_index_key"].as_str().unwrap_or("-")), "keys are not printed");
+    assert!(
+        !stdout.contains(file["blind_index_key"].as_str().unwrap_or("-")),
+        "keys are not printed"
+    );
     std::fs::remove_file(&path).ok();
 }

@@ -9,7 +9,9 @@ use std::process::Command;
 use crate::support::fresh_database;
 
 fn repository_file(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
 }
 
 /// Every digit string of nine or more digits in the first column of a CSV
@@ -19,7 +21,11 @@ fn numbers_in(path: &PathBuf) -> BTreeSet<String> {
     text.lines()
         .skip(1)
         .filter_map(|line| line.split(',').next())
-        .map(|cell| cell.chars().filter(char::is_ascii_digit).collect::<String>())
+        .map(|cell| {
+            cell.chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>()
+        })
         .filter(|digits| digits.len() >= 9 && digits.len() <= 12)
         .map(|digits| digits[digits.len() - 9..].to_owned())
         .collect()
@@ -39,15 +45,23 @@ fn written_forms(nsn: &str) -> Vec<String> {
 }
 
 fn leaked_forms(haystack: &str, numbers: &BTreeSet<String>) -> Vec<String> {
-    numbers.iter().flat_map(|n| written_forms(n)).filter(|form| haystack.contains(form.as_str())).collect()
+    numbers
+        .iter()
+        .flat_map(|n| written_forms(n))
+        .filter(|form| haystack.contains(form.as_str()))
+        .collect()
 }
 
 #[tokio::test]
 async fn demo_completes_and_leaks_no_numbers() {
     let (database, pool) = fresh_database().await;
     pool.close().await;
-    let base: String = std::env::var("DATABASE_URL").unwrap_or_else(|_| outbound_persistence::db::DEFAULT_DATABASE_URL.to_owned());
-    let database_url = format!("{}/{database}", base.rsplit_once('/').expect("URL has a database").0);
+    let base: String = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| outbound_persistence::db::DEFAULT_DATABASE_URL.to_owned());
+    let database_url = format!(
+        "{}/{database}",
+        base.rsplit_once('/').expect("URL has a database").0
+    );
     let work = std::env::temp_dir().join(format!("outbound-demo-{database}"));
     std::fs::create_dir_all(&work).expect("temporary folder");
     let report_path = work.join("report.json");
@@ -70,15 +84,30 @@ async fn demo_completes_and_leaks_no_numbers() {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("faster than real time"), "the demo says its clock is accelerated");
+    assert!(
+        stdout.contains("faster than real time"),
+        "the demo says its clock is accelerated"
+    );
 
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report written")).expect("report is JSON");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report written"))
+            .expect("report is JSON");
     assert_eq!(report["state"], "completed");
-    let by_state = report["contacts_by_state"].as_object().expect("counts by state");
+    let by_state = report["contacts_by_state"]
+        .as_object()
+        .expect("counts by state");
     for state in by_state.keys() {
-        assert!(state == "done" || state == "excluded", "contact left in state {state}");
+        assert!(
+            state == "done" || state == "excluded",
+            "contact left in state {state}"
+        );
     }
-    let mut codes: Vec<&str> = report["import"]["errors"].as_array().expect("errors").iter().filter_map(|e| e["code"].as_str()).collect();
+    let mut codes: Vec<&str> = report["import"]["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["code"].as_str())
+        .collect();
     codes.sort_unstable();
     assert_eq!(
         codes,
@@ -96,23 +125,42 @@ async fn demo_completes_and_leaks_no_numbers() {
             "unsupported_number_type",
         ]
     );
-    assert_eq!(report["import"]["rows_total"], 300, "the two empty records are not counted");
+    assert_eq!(
+        report["import"]["rows_total"], 300,
+        "the two empty records are not counted"
+    );
     assert_eq!(report["excluded_by_reason"]["dncr_registered"], 12);
 
     let mut numbers = numbers_in(&contacts);
     numbers.extend(numbers_in(&wash));
-    assert!(numbers.len() > 250, "the example files hold the demo's numbers");
+    assert!(
+        numbers.len() > 250,
+        "the example files hold the demo's numbers"
+    );
     let leaks = leaked_forms(&format!("{stdout}\n{stderr}\n{report}"), &numbers);
-    assert!(leaks.is_empty(), "the demo printed phone numbers: {leaks:?}");
+    assert!(
+        leaks.is_empty(),
+        "the demo printed phone numbers: {leaks:?}"
+    );
 
     let dump = Command::new("pg_dump")
         .args(["--no-owner", "-h", "127.0.0.1", "-U", "postgres", &database])
         .output()
         .expect("run pg_dump");
-    assert!(dump.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&dump.stderr));
+    assert!(
+        dump.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
     let dump = String::from_utf8_lossy(&dump.stdout);
-    assert!(dump.contains("phone_ciphertext"), "the dump holds the contacts table");
+    assert!(
+        dump.contains("phone_ciphertext"),
+        "the dump holds the contacts table"
+    );
     let leaks = leaked_forms(&dump, &numbers);
-    assert!(leaks.is_empty(), "the database holds phone numbers in clear: {leaks:?}");
+    assert!(
+        leaks.is_empty(),
+        "the database holds phone numbers in clear: {leaks:?}"
+    );
     std::fs::remove_dir_all(&work).ok();
 }

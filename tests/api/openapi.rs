@@ -24,18 +24,29 @@ fn committed_openapi_matches_code() {
 
 #[test]
 fn every_operation_documents_its_errors() {
-    let document: serde_json::Value = serde_json::from_str(&outbound_http::openapi::document_json()).expect("valid JSON");
+    let document: serde_json::Value =
+        serde_json::from_str(&outbound_http::openapi::document_json()).expect("valid JSON");
     let paths = document["paths"].as_object().expect("paths");
-    assert!(paths.len() >= 14, "expected every endpoint in the document, found {}", paths.len());
+    assert!(
+        paths.len() >= 14,
+        "expected every endpoint in the document, found {}",
+        paths.len()
+    );
     for (path, operations) in paths {
         for (method, operation) in operations.as_object().expect("operations") {
             let responses = operation["responses"].as_object().expect("responses");
             if path == "/v1/voice/events" {
-                assert!(responses.contains_key("401"), "{method} {path} must document 401");
+                assert!(
+                    responses.contains_key("401"),
+                    "{method} {path} must document 401"
+                );
                 continue;
             }
             for status in ["401", "403"] {
-                assert!(responses.contains_key(status), "{method} {path} must document {status}");
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} must document {status}"
+                );
             }
         }
     }

@@ -27,28 +27,138 @@ const CSV: &str = "to_number,first_name\n0491 570 006,Noah\n";
 const WASH: &str = "number,result\n0491570006,N\n";
 
 const ENDPOINTS: &[Endpoint] = &[
-    Endpoint { method: "POST", path: "/v1/api-keys", write: true, body: Body::Json(r#"{"name":"matrix","role":"partner_user"}"#) },
-    Endpoint { method: "GET", path: "/v1/api-keys", write: true, body: Body::None },
-    Endpoint { method: "POST", path: "/v1/api-keys/{k}/revoke", write: true, body: Body::None },
-    Endpoint { method: "POST", path: "/v1/campaigns", write: true, body: Body::Campaign },
-    Endpoint { method: "GET", path: "/v1/campaigns", write: false, body: Body::None },
-    Endpoint { method: "GET", path: "/v1/campaigns/{c}", write: false, body: Body::None },
-    Endpoint { method: "PATCH", path: "/v1/campaigns/{c}", write: true, body: Body::Json(r#"{"name":"Renamed"}"#) },
-    Endpoint { method: "POST", path: "/v1/campaigns/{c}/imports", write: true, body: Body::Csv(CSV) },
-    Endpoint { method: "GET", path: "/v1/campaigns/{c}/imports/{i}", write: false, body: Body::None },
-    Endpoint { method: "GET", path: "/v1/campaigns/{c}/imports/{i}/issues", write: false, body: Body::None },
-    Endpoint { method: "POST", path: "/v1/campaigns/{c}/wash-results?wash_reference=W1", write: true, body: Body::Csv(WASH) },
-    Endpoint { method: "POST", path: "/v1/campaigns/{c}/validation", write: false, body: Body::None },
-    Endpoint { method: "POST", path: "/v1/campaigns/{c}/exclusions", write: true, body: Body::Json(r#"{"reasons":["dncr_registered"]}"#) },
-    Endpoint { method: "POST", path: "/v1/campaigns/{c}/launch", write: true, body: Body::None },
-    Endpoint { method: "POST", path: "/v1/campaigns/{c}/pause", write: true, body: Body::None },
-    Endpoint { method: "POST", path: "/v1/campaigns/{c}/resume", write: true, body: Body::None },
-    Endpoint { method: "POST", path: "/v1/campaigns/{c}/cancel", write: true, body: Body::None },
-    Endpoint { method: "GET", path: "/v1/campaigns/{c}/report", write: false, body: Body::None },
-    Endpoint { method: "GET", path: "/v1/campaigns/{c}/contacts", write: false, body: Body::None },
-    Endpoint { method: "GET", path: "/v1/campaigns/{c}/audit", write: false, body: Body::None },
-    Endpoint { method: "GET", path: "/v1/campaigns/{c}/contacts.csv", write: false, body: Body::None },
-    Endpoint { method: "GET", path: "/v1/campaigns/{c}/timeline", write: false, body: Body::None },
+    Endpoint {
+        method: "POST",
+        path: "/v1/api-keys",
+        write: true,
+        body: Body::Json(r#"{"name":"matrix","role":"partner_user"}"#),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/api-keys",
+        write: true,
+        body: Body::None,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/api-keys/{k}/revoke",
+        write: true,
+        body: Body::None,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/campaigns",
+        write: true,
+        body: Body::Campaign,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/campaigns",
+        write: false,
+        body: Body::None,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/campaigns/{c}",
+        write: false,
+        body: Body::None,
+    },
+    Endpoint {
+        method: "PATCH",
+        path: "/v1/campaigns/{c}",
+        write: true,
+        body: Body::Json(r#"{"name":"Renamed"}"#),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/campaigns/{c}/imports",
+        write: true,
+        body: Body::Csv(CSV),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/campaigns/{c}/imports/{i}",
+        write: false,
+        body: Body::None,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/campaigns/{c}/imports/{i}/issues",
+        write: false,
+        body: Body::None,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/campaigns/{c}/wash-results?wash_reference=W1",
+        write: true,
+        body: Body::Csv(WASH),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/campaigns/{c}/validation",
+        write: false,
+        body: Body::None,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/campaigns/{c}/exclusions",
+        write: true,
+        body: Body::Json(r#"{"reasons":["dncr_registered"]}"#),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/campaigns/{c}/launch",
+        write: true,
+        body: Body::None,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/campaigns/{c}/pause",
+        write: true,
+        body: Body::None,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/campaigns/{c}/resume",
+        write: true,
+        body: Body::None,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/campaigns/{c}/cancel",
+        write: true,
+        body: Body::None,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/campaigns/{c}/report",
+        write: false,
+        body: Body::None,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/campaigns/{c}/contacts",
+        write: false,
+        body: Body::None,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/campaigns/{c}/audit",
+        write: false,
+        body: Body::None,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/campaigns/{c}/contacts.csv",
+        write: false,
+        body: Body::None,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/campaigns/{c}/timeline",
+        write: false,
+        body: Body::None,
+    },
 ];
 
 struct Fixture {
@@ -64,13 +174,28 @@ async fn fixture() -> Fixture {
     let (status, import) = app.import_csv(&campaign, CSV).await;
     assert_eq!(status, 201, "fixture import: {import}");
     let import = import["import_id"].as_str().expect("import id").to_owned();
-    let (status, key) = app.post("/v1/api-keys", &app.admin(), serde_json::json!({"name": "fixture", "role": "partner_user"})).await;
+    let (status, key) = app
+        .post(
+            "/v1/api-keys",
+            &app.admin(),
+            serde_json::json!({"name": "fixture", "role": "partner_user"}),
+        )
+        .await;
     assert_eq!(status, 201, "fixture API key: {key}");
     let api_key = key["id"].as_str().expect("key id").to_owned();
-    Fixture { app, campaign, import, api_key }
+    Fixture {
+        app,
+        campaign,
+        import,
+        api_key,
+    }
 }
 
-async fn call(fixture: &Fixture, endpoint: &Endpoint, token: Option<&str>) -> (u16, serde_json::Value) {
+async fn call(
+    fixture: &Fixture,
+    endpoint: &Endpoint,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
     let path = endpoint
         .path
         .replace("{c}", &fixture.campaign)
@@ -87,7 +212,9 @@ async fn call(fixture: &Fixture, endpoint: &Endpoint, token: Option<&str>) -> (u
     }
     request = match endpoint.body {
         Body::None => request,
-        Body::Json(text) => request.header("Content-Type", "application/json").body(text),
+        Body::Json(text) => request
+            .header("Content-Type", "application/json")
+            .body(text),
         Body::Csv(text) => request.header("Content-Type", "text/csv").body(text),
         Body::Campaign => request.json(&crate::support::valid_campaign(fixture.app.tenant.project)),
     };
@@ -100,14 +227,26 @@ async fn call(fixture: &Fixture, endpoint: &Endpoint, token: Option<&str>) -> (u
         .is_some_and(|v| v.starts_with("application/problem+json"));
     let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
     if status >= 400 {
-        assert!(is_problem, "{} {} answered {status} without a problem document", endpoint.method, endpoint.path);
-        assert!(body["code"].is_string(), "{} {} problem without a code", endpoint.method, endpoint.path);
+        assert!(
+            is_problem,
+            "{} {} answered {status} without a problem document",
+            endpoint.method, endpoint.path
+        );
+        assert!(
+            body["code"].is_string(),
+            "{} {} problem without a code",
+            endpoint.method,
+            endpoint.path
+        );
     }
     (status, body)
 }
 
 fn endpoint(method: &str, path: &str) -> &'static Endpoint {
-    ENDPOINTS.iter().find(|e| e.method == method && e.path == path).expect("endpoint in the table")
+    ENDPOINTS
+        .iter()
+        .find(|e| e.method == method && e.path == path)
+        .expect("endpoint in the table")
 }
 
 fn label(endpoint: &Endpoint) -> String {
@@ -136,9 +275,19 @@ async fn partner_user_reads_but_cannot_write() {
     for endpoint in ENDPOINTS {
         let (status, body) = call(&fixture, endpoint, Some(&token)).await;
         if endpoint.write {
-            assert_eq!(status, 403, "{} should be 403 for partner_user: {body}", label(endpoint));
+            assert_eq!(
+                status,
+                403,
+                "{} should be 403 for partner_user: {body}",
+                label(endpoint)
+            );
         } else {
-            assert_eq!(status, 200, "{} should be 200 for partner_user: {body}", label(endpoint));
+            assert_eq!(
+                status,
+                200,
+                "{} should be 200 for partner_user: {body}",
+                label(endpoint)
+            );
         }
     }
     fixture.app.finish().await;
@@ -148,10 +297,20 @@ async fn partner_user_reads_but_cannot_write() {
 async fn customer_roles_are_forbidden_everywhere() {
     let fixture = fixture().await;
     for role in ["customer_admin", "customer_user", "auditor"] {
-        let token = token_for(role, Some(fixture.app.tenant.partner), &[fixture.app.tenant.client], 60);
+        let token = token_for(
+            role,
+            Some(fixture.app.tenant.partner),
+            &[fixture.app.tenant.client],
+            60,
+        );
         for endpoint in ENDPOINTS {
             let (status, body) = call(&fixture, endpoint, Some(&token)).await;
-            assert_eq!(status, 403, "{} should be 403 for {role}: {body}", label(endpoint));
+            assert_eq!(
+                status,
+                403,
+                "{} should be 403 for {role}: {body}",
+                label(endpoint)
+            );
         }
     }
     fixture.app.finish().await;
@@ -162,12 +321,24 @@ async fn other_partner_admin_sees_not_found() {
     let fixture = fixture().await;
     let other = create_tenant(&fixture.app.pool, "Other Partner").await;
     let token = token_for("partner_admin", Some(other.partner), &[other.client], 60);
-    for endpoint in ENDPOINTS.iter().filter(|e| e.path.contains("{c}") || e.path.contains("{k}")) {
+    for endpoint in ENDPOINTS
+        .iter()
+        .filter(|e| e.path.contains("{c}") || e.path.contains("{k}"))
+    {
         let (status, body) = call(&fixture, endpoint, Some(&token)).await;
-        assert_eq!(status, 404, "{} should be 404 for another partner: {body}", label(endpoint));
+        assert_eq!(
+            status,
+            404,
+            "{} should be 404 for another partner: {body}",
+            label(endpoint)
+        );
     }
     let (_, list) = call(&fixture, endpoint("GET", "/v1/campaigns"), Some(&token)).await;
-    assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "another partner lists no campaigns");
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(0),
+        "another partner lists no campaigns"
+    );
     fixture.app.finish().await;
 }
 
@@ -177,10 +348,18 @@ async fn unassigned_client_sees_not_found() {
     let token = token_for("partner_admin", Some(fixture.app.tenant.partner), &[], 60);
     for endpoint in ENDPOINTS.iter().filter(|e| e.path.contains("{c}")) {
         let (status, body) = call(&fixture, endpoint, Some(&token)).await;
-        assert_eq!(status, 404, "{} should be 404 without the client assigned: {body}", label(endpoint));
+        assert_eq!(
+            status,
+            404,
+            "{} should be 404 without the client assigned: {body}",
+            label(endpoint)
+        );
     }
     let (status, _) = call(&fixture, endpoint("POST", "/v1/campaigns"), Some(&token)).await;
-    assert_eq!(status, 404, "creating in an unassigned client's project is 404");
+    assert_eq!(
+        status, 404,
+        "creating in an unassigned client's project is 404"
+    );
     fixture.app.finish().await;
 }
 
@@ -199,13 +378,34 @@ async fn missing_bad_and_expired_tokens_are_unauthorized() {
         nbf,
         iat: now,
     };
-    let expired = token_for("partner_admin", Some(fixture.app.tenant.partner), &[fixture.app.tenant.client], -10);
-    let wrong_secret = mint_hs256(b"another-secret-entirely-0123456789", &claims(ISSUER, now + 600, now)).expect("token");
-    let wrong_issuer = mint_hs256(crate::support::JWT_SECRET, &claims("someone-else", now + 600, now)).expect("token");
-    let not_yet_valid = mint_hs256(crate::support::JWT_SECRET, &claims(ISSUER, now + 7200, now + 3600)).expect("token");
+    let expired = token_for(
+        "partner_admin",
+        Some(fixture.app.tenant.partner),
+        &[fixture.app.tenant.client],
+        -10,
+    );
+    let wrong_secret = mint_hs256(
+        b"another-secret-entirely-0123456789",
+        &claims(ISSUER, now + 600, now),
+    )
+    .expect("token");
+    let wrong_issuer = mint_hs256(
+        crate::support::JWT_SECRET,
+        &claims("someone-else", now + 600, now),
+    )
+    .expect("token");
+    let not_yet_valid = mint_hs256(
+        crate::support::JWT_SECRET,
+        &claims(ISSUER, now + 7200, now + 3600),
+    )
+    .expect("token");
     // An unsigned token (alg none) built by hand.
     let header = base64_url(br#"{"alg":"none","typ":"JWT"}"#);
-    let payload = base64_url(serde_json::to_string(&claims(ISSUER, now + 600, now)).expect("json").as_bytes());
+    let payload = base64_url(
+        serde_json::to_string(&claims(ISSUER, now + 600, now))
+            .expect("json")
+            .as_bytes(),
+    );
     let unsigned = format!("{header}.{payload}.");
     let tokens = [
         ("no token", None),
@@ -219,7 +419,12 @@ async fn missing_bad_and_expired_tokens_are_unauthorized() {
     for endpoint in ENDPOINTS {
         for (name, token) in &tokens {
             let (status, body) = call(&fixture, endpoint, *token).await;
-            assert_eq!(status, 401, "{} should be 401 with {name}: {body}", label(endpoint));
+            assert_eq!(
+                status,
+                401,
+                "{} should be 401 with {name}: {body}",
+                label(endpoint)
+            );
             let detail = body["detail"].as_str().unwrap_or("");
             if let Some(token) = token {
                 assert!(!detail.contains(token), "the token must not be echoed");

@@ -26,33 +26,54 @@ fn server_url() -> String {
 }
 
 fn options_for(database: &str) -> PgConnectOptions {
-    let options: PgConnectOptions = server_url().parse().expect("DATABASE_URL is a valid PostgreSQL URL");
+    let options: PgConnectOptions = server_url()
+        .parse()
+        .expect("DATABASE_URL is a valid PostgreSQL URL");
     options.database(database)
 }
 
 static TEMPLATE: OnceCell<String> = OnceCell::const_new();
 
-/// Creates (once per process) a migrated template database and returns its name.
+/// Creates (once per process, and only when missing) a migrated template
+/// database and returns its name. Several test processes may run at once, so
+/// the template is built under another name and renamed when complete, and
+/// leftover test databases are dropped only when nobody is connected to them.
 async fn template() -> String {
     TEMPLATE
         .get_or_init(|| async {
-            let name = format!("outbound_test_template_{}", db::MIGRATOR.iter().count());
+            // Named after the migrations' checksums, so a changed migration gets a new template.
+            let fingerprint = db::MIGRATOR.iter().flat_map(|m| m.checksum.iter().copied()).fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+            });
+            let name = format!("outbound_test_template_{fingerprint:016x}");
             let mut admin = options_for("postgres").connect().await.expect("PostgreSQL is reachable");
             sqlx::query("SELECT pg_advisory_lock(874201)").execute(&mut admin).await.expect("lock");
             let stale: Vec<String> = sqlx::query_scalar(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'outbound\\_test\\_%' AND datname NOT LIKE 'outbound\\_test\\_template\\_%'",
+                "SELECT datname FROM pg_database d
+                  WHERE datname LIKE 'outbound\\_test\\_%' AND datname NOT LIKE 'outbound\\_test\\_template\\_%'
+                    AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
             )
             .fetch_all(&mut admin)
             .await
             .expect("list databases");
             for database in stale {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)")).execute(&mut admin).await;
+                // Fails harmlessly when another process connected in the meantime.
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{database}\"")).execute(&mut admin).await;
             }
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut admin).await;
-            sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await.expect("create template");
-            let pool = PgPool::connect_with(options_for(&name)).await.expect("connect template");
-            db::migrate(&pool).await.expect("migrate template");
-            pool.close().await;
+            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(&name)
+                .fetch_one(&mut admin)
+                .await
+                .expect("query");
+            if !exists {
+                let building = format!("{name}_building");
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)")).execute(&mut admin).await;
+                sqlx::query(&format!("CREATE DATABASE \"{building}\"")).execute(&mut admin).await.expect("create template");
+                let pool = PgPool::connect_with(options_for(&building)).await.expect("connect template");
+                db::migrate(&pool).await.expect("migrate template");
+                pool.close().await;
+                sqlx::query(&format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"")).execute(&mut admin).await.expect("rename template");
+            }
             sqlx::query("SELECT pg_advisory_unlock(874201)").execute(&mut admin).await.expect("unlock");
             name
         })
@@ -64,11 +85,25 @@ async fn template() -> String {
 pub async fn fresh_database() -> (String, PgPool) {
     let template = template().await;
     let name = format!("outbound_test_{}", Uuid::new_v4().simple());
-    let mut admin = options_for("postgres").connect().await.expect("PostgreSQL is reachable");
+    let mut admin = options_for("postgres")
+        .connect()
+        .await
+        .expect("PostgreSQL is reachable");
     // Cloning one template from two sessions at once can fail, so clones take turns.
-    sqlx::query("SELECT pg_advisory_lock(874202)").execute(&mut admin).await.expect("lock");
-    sqlx::query(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")).execute(&mut admin).await.expect("clone template");
-    sqlx::query("SELECT pg_advisory_unlock(874202)").execute(&mut admin).await.expect("unlock");
+    sqlx::query("SELECT pg_advisory_lock(874202)")
+        .execute(&mut admin)
+        .await
+        .expect("lock");
+    sqlx::query(&format!(
+        "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("clone template");
+    sqlx::query("SELECT pg_advisory_unlock(874202)")
+        .execute(&mut admin)
+        .await
+        .expect("unlock");
     admin.close().await.ok();
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(10)
@@ -79,7 +114,8 @@ pub async fn fresh_database() -> (String, PgPool) {
 }
 
 pub fn test_keyring() -> Keyring {
-    Keyring::new(&[("test1".into(), vec![11u8; 32])], "test1", vec![22u8; 32]).expect("valid test keys")
+    Keyring::new(&[("test1".into(), vec![11u8; 32])], "test1", vec![22u8; 32])
+        .expect("valid test keys")
 }
 
 /// How a test server runs.
@@ -143,18 +179,28 @@ impl TestApp {
             voice: VoiceSettings {
                 platform_url: options.voice_platform_url.clone(),
                 public_url: format!("http://{address}"),
-                secret: options.voice_secret.clone().map(|s| Arc::new(zeroize::Zeroizing::new(s))),
+                secret: options
+                    .voice_secret
+                    .clone()
+                    .map(|s| Arc::new(zeroize::Zeroizing::new(s))),
                 result_timeout_seconds: 900,
             },
             limits: options.limits,
             http: reqwest::Client::new(),
-            rate_limits: options
-                .rate_limits
-                .map(|(rate, burst)| Arc::new(outbound_http::rate_limit::RateLimits::new(rate, burst))),
+            rate_limits: options.rate_limits.map(|(rate, burst)| {
+                Arc::new(outbound_http::rate_limit::RateLimits::new(rate, burst))
+            }),
         };
         let server = start(state, listener, options.dispatcher).expect("server starts");
         let tenant = create_tenant(&pool, "Test Partner").await;
-        Self { base: format!("http://{address}"), pool, database, http: reqwest::Client::new(), tenant, server: Some(server) }
+        Self {
+            base: format!("http://{address}"),
+            pool,
+            database,
+            http: reqwest::Client::new(),
+            tenant,
+            server: Some(server),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -173,10 +219,18 @@ impl TestApp {
     /// Creates a campaign with valid defaults merged with `overrides`; returns its id.
     pub async fn create_campaign(&self, overrides: serde_json::Value) -> String {
         let mut body = valid_campaign(self.tenant.project);
-        if let (Some(target), serde_json::Value::Object(extra)) = (body.as_object_mut(), overrides) {
+        if let (Some(target), serde_json::Value::Object(extra)) = (body.as_object_mut(), overrides)
+        {
             target.extend(extra);
         }
-        let response = self.http.post(self.url("/v1/campaigns")).bearer_auth(self.admin()).json(&body).send().await.expect("request");
+        let response = self
+            .http
+            .post(self.url("/v1/campaigns"))
+            .bearer_auth(self.admin())
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
         assert_eq!(response.status(), 201, "campaign should be created");
         let body: serde_json::Value = response.json().await.expect("json");
         body["id"].as_str().expect("id").to_owned()
@@ -193,19 +247,46 @@ impl TestApp {
             .await
             .expect("request");
         let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
     }
 
-    pub async fn post(&self, path: &str, token: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let response = self.http.post(self.url(path)).bearer_auth(token).json(&body).send().await.expect("request");
+    pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
         let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
-        let response = self.http.get(self.url(path)).bearer_auth(token).send().await.expect("request");
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
         let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// Stops the server and drops the database.
@@ -215,17 +296,32 @@ impl TestApp {
         }
         self.pool.close().await;
         if let Ok(mut admin) = options_for("postgres").connect().await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.database)).execute(&mut admin).await;
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.database
+            ))
+            .execute(&mut admin)
+            .await;
         }
     }
 }
 
 pub async fn create_tenant(pool: &PgPool, name: &str) -> Tenant {
     let partner = tenancy::create_partner(pool, name).await.expect("partner");
-    let client = tenancy::create_client(pool, &format!("{name} client")).await.expect("client");
-    tenancy::assign_client(pool, partner, client).await.expect("assign");
-    let project = tenancy::create_project(pool, client, &format!("{name} project")).await.expect("project");
-    Tenant { partner, client, project }
+    let client = tenancy::create_client(pool, &format!("{name} client"))
+        .await
+        .expect("client");
+    tenancy::assign_client(pool, partner, client)
+        .await
+        .expect("assign");
+    let project = tenancy::create_project(pool, client, &format!("{name} project"))
+        .await
+        .expect("project");
+    Tenant {
+        partner,
+        client,
+        project,
+    }
 }
 
 pub fn token_for(role: &str, partner: Option<Uuid>, clients: &[Uuid], ttl_minutes: i64) -> String {

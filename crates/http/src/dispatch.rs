@@ -65,15 +65,24 @@ pub async fn run(state: actix_web::web::Data<AppState>, mut shutdown: watch::Rec
 pub async fn round(state: &AppState) -> anyhow::Result<()> {
     expire_lost_results(state).await?;
     for campaign_id in campaigns::running_ids(&state.pool).await? {
-        let started = claim(state, campaign_id).await?;
-        if !started.is_empty() {
-            hand_over(state, campaign_id, started).await?;
+        // One campaign's failure must not stop the others, so it is logged here.
+        if let Err(error) = dispatch_campaign(state, campaign_id).await {
+            tracing::error!(%campaign_id, error = %error, "dispatching a campaign failed; retrying next round");
         }
     }
     if state.clock.is_accelerated() && attempts::open_total(&state.pool).await? == 0 {
         if let Some(next) = attempts::earliest_due(&state.pool).await? {
             state.clock.skip_to(next);
         }
+    }
+    Ok(())
+}
+
+/// Claims and hands over one campaign's due calls.
+async fn dispatch_campaign(state: &AppState, campaign_id: Uuid) -> anyhow::Result<()> {
+    let started = claim(state, campaign_id).await?;
+    if !started.is_empty() {
+        hand_over(state, campaign_id, started).await?;
     }
     Ok(())
 }

@@ -90,7 +90,9 @@ pub struct GateRecord {
     pub clearance_reference: Option<String>,
 }
 
-/// Opens an attempt in `handing_over` and counts it against the contact.
+/// Opens an attempt in `handing_over` and counts it against the contact. The
+/// attempt number follows the contact's previous attempts, including any that
+/// were withdrawn before hand-over (those do not count against the contact).
 pub async fn start(
     connection: &mut PgConnection,
     campaign_id: Uuid,
@@ -102,12 +104,12 @@ pub async fn start(
     sqlx::query(
         "INSERT INTO attempts (id, campaign_id, contact_id, attempt_number, state, call_type, caller_id, zone_checked,
                                local_time_checked, clearance, clearance_reference, started_at)
-         VALUES ($1, $2, $3, $4, 'handing_over', $5, $6, $7, $8, $9, $10, $11)",
+         VALUES ($1, $2, $3, (SELECT COALESCE(max(attempt_number), 0) + 1 FROM attempts WHERE contact_id = $3),
+                 'handing_over', $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(id)
     .bind(campaign_id)
     .bind(contact.id)
-    .bind(contact.attempts_made + 1)
     .bind(&gate.call_type)
     .bind(&gate.caller_id)
     .bind(&gate.zone_checked)
@@ -374,7 +376,9 @@ pub async fn outcome_counts(
     campaign_id: Uuid,
 ) -> sqlx::Result<Vec<(Option<String>, i64)>> {
     sqlx::query_as(
-        "SELECT outcome, count(*) FROM attempts WHERE campaign_id = $1 GROUP BY outcome ORDER BY outcome",
+        "SELECT outcome, count(*) FROM attempts
+          WHERE campaign_id = $1 AND outcome IS DISTINCT FROM 'not_placed'
+          GROUP BY outcome ORDER BY outcome",
     )
     .bind(campaign_id)
     .fetch_all(executor)

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use chrono::{Datelike, NaiveDate};
 
+use crate::local_time::day_number;
 use crate::zone::State;
 
 /// The calendar file compiled into the binary; its README names the sources.
@@ -33,11 +34,21 @@ fn state_bit(state: State) -> u8 {
     1 << (state as u8)
 }
 
+/// Sets one bit per state of `states`, as [`HolidayCalendar::blocking_holiday_on_day`] reads them.
+pub(crate) fn state_mask(states: &[State]) -> u8 {
+    states
+        .iter()
+        .fold(0u8, |mask, state| mask | state_bit(*state))
+}
+
 /// Holidays by date, for a contiguous range of whole years.
 #[derive(Debug, Clone)]
 pub struct HolidayCalendar {
     first: NaiveDate,
     last: NaiveDate,
+    /// `first` and `last` as day numbers (days since 1970-01-01).
+    first_day: i64,
+    last_day: i64,
     days: Vec<DayFlags>,
     names: Vec<(NaiveDate, String, String)>,
 }
@@ -78,11 +89,13 @@ impl HolidayCalendar {
             let fields = split_record(line);
             let mut fields = fields.iter().map(String::as_str);
             let date = fields.next().unwrap_or_default();
-            let jurisdiction = fields.next().ok_or_else(|| invalid("missing jurisdiction"))?;
+            let jurisdiction = fields
+                .next()
+                .ok_or_else(|| invalid("missing jurisdiction"))?;
             let name = fields.next().ok_or_else(|| invalid("missing name"))?;
             let kind = fields.next().ok_or_else(|| invalid("missing kind"))?;
-            let date = NaiveDate::parse_from_str(date, "%Y-%m-%d")
-                .map_err(|_| invalid("invalid date"))?;
+            let date =
+                NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| invalid("invalid date"))?;
             let kind = match kind {
                 "national" => HolidayKind::National,
                 "substitute" => HolidayKind::Substitute,
@@ -98,8 +111,16 @@ impl HolidayCalendar {
             }
             rows.push((date, state, kind, name.to_owned(), jurisdiction.to_owned()));
         }
-        let first_year = rows.iter().map(|r| r.0.year()).min().ok_or(CalendarError::Empty)?;
-        let last_year = rows.iter().map(|r| r.0.year()).max().ok_or(CalendarError::Empty)?;
+        let first_year = rows
+            .iter()
+            .map(|r| r.0.year())
+            .min()
+            .ok_or(CalendarError::Empty)?;
+        let last_year = rows
+            .iter()
+            .map(|r| r.0.year())
+            .max()
+            .ok_or(CalendarError::Empty)?;
         let first = NaiveDate::from_ymd_opt(first_year, 1, 1).ok_or(CalendarError::Empty)?;
         let last = NaiveDate::from_ymd_opt(last_year, 12, 31).ok_or(CalendarError::Empty)?;
         let mut days = vec![DayFlags::default(); (last - first).num_days() as usize + 1];
@@ -114,7 +135,14 @@ impl HolidayCalendar {
             }
             names.push((date, jurisdiction, name));
         }
-        Ok(Self { first, last, days, names })
+        Ok(Self {
+            first,
+            last,
+            first_day: day_number(first),
+            last_day: day_number(last),
+            days,
+            names,
+        })
     }
 
     /// First and last date the calendar covers.
@@ -139,21 +167,41 @@ impl HolidayCalendar {
         states: &[State],
         block_state_holidays: bool,
     ) -> Option<HolidayKind> {
-        if !self.covers(date) {
+        self.blocking_holiday_on_day(day_number(date), state_mask(states), block_state_holidays)
+    }
+
+    /// Finds the holiday like [`Self::blocking_holiday`], for a day number
+    /// (days since 1970-01-01) and the states as a [`state_mask`].
+    pub(crate) fn blocking_holiday_on_day(
+        &self,
+        day: i64,
+        states: u8,
+        block_state_holidays: bool,
+    ) -> Option<HolidayKind> {
+        if !self.covers_day(day) {
             return None;
         }
-        let flags = self.days[(date - self.first).num_days() as usize];
+        let flags = self.days[(day - self.first_day) as usize];
         if flags.national {
             return Some(HolidayKind::National);
         }
-        let mask = states.iter().fold(0u8, |mask, state| mask | state_bit(*state));
-        if flags.substitute & mask != 0 {
+        if flags.substitute & states != 0 {
             return Some(HolidayKind::Substitute);
         }
-        if block_state_holidays && flags.state & mask != 0 {
+        if block_state_holidays && flags.state & states != 0 {
             return Some(HolidayKind::State);
         }
         None
+    }
+
+    /// Checks whether the calendar covers a day number (days since 1970-01-01).
+    pub(crate) fn covers_day(&self, day: i64) -> bool {
+        day >= self.first_day && day <= self.last_day
+    }
+
+    /// Returns the first and last day the calendar covers, as day numbers.
+    pub(crate) fn coverage_days(&self) -> (i64, i64) {
+        (self.first_day, self.last_day)
     }
 
     /// Names of the holidays on `date`, as `(jurisdiction, name)` pairs.
@@ -168,7 +216,7 @@ impl HolidayCalendar {
 
 /// Splits one CSV line into fields, honouring double quotes (`""` inside a
 /// quoted field is a literal quote).
-fn split_record(line: &str) -> Vec<String> {
+pub(crate) fn split_record(line: &str) -> Vec<String> {
     let mut fields = vec![String::new()];
     let mut quoted = false;
     let mut chars = line.chars().peekable();
@@ -231,7 +279,10 @@ mod tests {
     #[test]
     fn ordinary_day_is_not_a_holiday() {
         let calendar = HolidayCalendar::bundled();
-        assert_eq!(calendar.blocking_holiday(date(2026, 12, 7), &State::ALL, true), None);
+        assert_eq!(
+            calendar.blocking_holiday(date(2026, 12, 7), &State::ALL, true),
+            None
+        );
     }
 
     #[test]
@@ -244,20 +295,35 @@ mod tests {
             calendar.blocking_holiday(date(2026, 3, 9), &[State::Vic], true),
             Some(HolidayKind::State)
         );
-        assert_eq!(calendar.blocking_holiday(date(2026, 3, 9), &[State::Vic], false), None);
-        assert_eq!(calendar.blocking_holiday(date(2026, 3, 9), &[State::Nsw], true), None);
+        assert_eq!(
+            calendar.blocking_holiday(date(2026, 3, 9), &[State::Vic], false),
+            None
+        );
+        assert_eq!(
+            calendar.blocking_holiday(date(2026, 3, 9), &[State::Nsw], true),
+            None
+        );
         assert_eq!(
             calendar.blocking_holiday(date(2026, 12, 28), &[State::Nsw], false),
             Some(HolidayKind::Substitute)
         );
-        assert_eq!(calendar.blocking_holiday(date(2026, 12, 28), &[State::Wa], true), None);
+        assert_eq!(
+            calendar.blocking_holiday(date(2026, 12, 28), &[State::Wa], true),
+            None
+        );
     }
 
     #[test]
     fn quoted_fields_keep_their_commas() {
         assert_eq!(
             split_record(r#"2026-12-24,SA,"Christmas Eve (part day, from 19:00)",state,"a ""b"""#),
-            vec!["2026-12-24", "SA", "Christmas Eve (part day, from 19:00)", "state", "a \"b\""]
+            vec![
+                "2026-12-24",
+                "SA",
+                "Christmas Eve (part day, from 19:00)",
+                "state",
+                "a \"b\""
+            ]
         );
     }
 
@@ -266,7 +332,10 @@ mod tests {
         let text = "date,jurisdiction,name,kind,source\n2026-13-01,AU,Bad,national,test\n";
         assert_eq!(
             HolidayCalendar::parse(text).map(|_| ()),
-            Err(CalendarError::Invalid { line: 2, message: "invalid date".into() })
+            Err(CalendarError::Invalid {
+                line: 2,
+                message: "invalid date".into()
+            })
         );
     }
 }

@@ -95,7 +95,10 @@ pub struct InvalidTransition {
 ///
 /// # Errors
 /// Returns [`InvalidTransition`] for any move the state diagram does not show.
-pub fn apply(from: CampaignState, transition: Transition) -> Result<CampaignState, InvalidTransition> {
+pub fn apply(
+    from: CampaignState,
+    transition: Transition,
+) -> Result<CampaignState, InvalidTransition> {
     use CampaignState::*;
     let to = match (from, transition) {
         (Draft, Transition::Launch) => Running,

@@ -144,7 +144,10 @@ impl HeaderMap {
         personalisation_keys: &[String],
         drop_unknown: bool,
     ) -> Result<Self, HeaderError> {
-        let approved: Vec<String> = personalisation_keys.iter().map(|k| normalise_header(k)).collect();
+        let approved: Vec<String> = personalisation_keys
+            .iter()
+            .map(|k| normalise_header(k))
+            .collect();
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut slots = Vec::with_capacity(headers.len());
         let mut dropped = Vec::new();
@@ -180,7 +183,9 @@ impl HeaderMap {
     }
 
     pub fn position(&self, column: Column) -> Option<usize> {
-        self.slots.iter().position(|slot| *slot == Slot::Known(column))
+        self.slots
+            .iter()
+            .position(|slot| *slot == Slot::Known(column))
     }
 }
 
@@ -194,7 +199,11 @@ pub struct RowIssue {
 
 impl RowIssue {
     fn new(column: Column, code: &'static str, message: impl Into<String>) -> Self {
-        Self { column: column.name().to_owned(), code, message: message.into() }
+        Self {
+            column: column.name().to_owned(),
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -250,18 +259,29 @@ pub fn validate_record(
     let number = match normalise(field(Column::ToNumber).unwrap_or(""), context.number_policy) {
         Ok(number) => {
             for warning in &number.warnings {
-                warnings.push(RowIssue::new(Column::ToNumber, warning.code(), warning.message()));
+                warnings.push(RowIssue::new(
+                    Column::ToNumber,
+                    warning.code(),
+                    warning.message(),
+                ));
             }
             Some(number)
         }
         Err(error) => {
-            errors.push(RowIssue::new(Column::ToNumber, error.code(), error.to_string()));
+            errors.push(RowIssue::new(
+                Column::ToNumber,
+                error.code(),
+                error.to_string(),
+            ));
             None
         }
     };
 
     let contact_ref = field(Column::ContactRef).map(str::to_owned);
-    if contact_ref.as_ref().is_some_and(|r| r.chars().count() > MAX_CONTACT_REF_CHARS) {
+    if contact_ref
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_CONTACT_REF_CHARS)
+    {
         errors.push(RowIssue::new(
             Column::ContactRef,
             "value_too_long",
@@ -296,9 +316,16 @@ pub fn validate_record(
             }
         },
     };
-    let registry_checked_at = parse_date_field(field(Column::RegistryCheckedAt), Column::RegistryCheckedAt, &mut errors)
-        .map(|(instant, _)| instant);
-    if registry_status.is_some() && registry_checked_at.is_none() && field(Column::RegistryCheckedAt).is_none() {
+    let registry_checked_at = parse_date_field(
+        field(Column::RegistryCheckedAt),
+        Column::RegistryCheckedAt,
+        &mut errors,
+    )
+    .map(|(instant, _)| instant);
+    if registry_status.is_some()
+        && registry_checked_at.is_none()
+        && field(Column::RegistryCheckedAt).is_none()
+    {
         warnings.push(RowIssue::new(
             Column::RegistryCheckedAt,
             "missing_registry_checked_at",
@@ -329,7 +356,10 @@ pub fn validate_record(
             errors.push(RowIssue::new(
                 Column::CallType,
                 "call_type_mismatch",
-                format!("call_type must match the campaign's call type ({})", context.call_type),
+                format!(
+                    "call_type must match the campaign's call type ({})",
+                    context.call_type
+                ),
             ));
         }
     }
@@ -406,10 +436,18 @@ fn validate_consent<'a>(
     field: &impl Fn(Column) -> Option<&'a str>,
     errors: &mut Vec<RowIssue>,
 ) -> Option<ConsentDraft> {
-    let given_on = parse_date_field(field(Column::ConsentGivenAt), Column::ConsentGivenAt, errors)
-        .map(|(_, date)| date);
-    let expires_on = parse_date_field(field(Column::ConsentExpiresAt), Column::ConsentExpiresAt, errors)
-        .map(|(_, date)| date);
+    let given_on = parse_date_field(
+        field(Column::ConsentGivenAt),
+        Column::ConsentGivenAt,
+        errors,
+    )
+    .map(|(_, date)| date);
+    let expires_on = parse_date_field(
+        field(Column::ConsentExpiresAt),
+        Column::ConsentExpiresAt,
+        errors,
+    )
+    .map(|(_, date)| date);
     let evidence = field(Column::ConsentEvidence).map(str::to_owned);
     let Some(type_text) = field(Column::ConsentType) else {
         if given_on.is_some() || expires_on.is_some() || evidence.is_some() {
@@ -447,7 +485,12 @@ fn validate_consent<'a>(
         ));
         return None;
     }
-    Some(ConsentDraft { consent_type, evidence, given_on, expires_on })
+    Some(ConsentDraft {
+        consent_type,
+        evidence,
+        given_on,
+        expires_on,
+    })
 }
 
 /// Parses an ISO 8601 date (`2026-11-20`) or date-time (`2026-11-20T10:15:00+11:00`,
@@ -465,7 +508,12 @@ pub fn parse_iso_date_or_time(value: &str) -> Option<(DateTime<Utc>, NaiveDate)>
         let utc = instant.with_timezone(&Utc);
         return Some((utc, instant.date_naive()));
     }
-    for format in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(local) = NaiveDateTime::parse_from_str(value, format) {
             let instant = WASH_DAY_ZONE.from_local_datetime(&local).earliest()?;
             return Some((instant.with_timezone(&Utc), local.date()));
@@ -485,7 +533,10 @@ fn parse_date_field(
         errors.push(RowIssue::new(
             column,
             "invalid_date",
-            format!("{} must be an ISO 8601 date (YYYY-MM-DD) or date-time", column.name()),
+            format!(
+                "{} must be an ISO 8601 date (YYYY-MM-DD) or date-time",
+                column.name()
+            ),
         ));
     }
     parsed
@@ -502,7 +553,10 @@ mod tests {
     use super::*;
 
     fn context() -> RowContext {
-        RowContext { call_type: CallType::Telemarketing, number_policy: NumberPolicy::default() }
+        RowContext {
+            call_type: CallType::Telemarketing,
+            number_policy: NumberPolicy::default(),
+        }
     }
 
     fn map(headers: &[&str]) -> HeaderMap {
@@ -510,7 +564,11 @@ mod tests {
     }
 
     fn codes(result: Result<ContactDraft, Vec<RowIssue>>) -> Vec<&'static str> {
-        result.expect_err("row should be rejected").into_iter().map(|issue| issue.code).collect()
+        result
+            .expect_err("row should be rejected")
+            .into_iter()
+            .map(|issue| issue.code)
+            .collect()
     }
 
     #[test]
@@ -525,7 +583,10 @@ mod tests {
     fn header_errors_have_stable_codes() {
         let keys = Vec::new();
         let missing = HeaderMap::build(&["contact_ref"], &keys, false).map(|_| ());
-        assert_eq!(missing.map_err(|e| e.code()), Err("missing_required_column"));
+        assert_eq!(
+            missing.map_err(|e| e.code()),
+            Err("missing_required_column")
+        );
         let duplicate = HeaderMap::build(&["to_number", "To Number"], &keys, false).map(|_| ());
         assert_eq!(duplicate.map_err(|e| e.code()), Err("duplicate_column"));
         let unknown = HeaderMap::build(&["to_number", "nickname"], &keys, false).map(|_| ());
@@ -537,7 +598,9 @@ mod tests {
     #[test]
     fn headerless_file_does_not_echo_number() {
         let keys = Vec::new();
-        let error = HeaderMap::build(&["0491570006", "Noah"], &keys, false).map(|_| ()).expect_err("no header row");
+        let error = HeaderMap::build(&["0491570006", "Noah"], &keys, false)
+            .map(|_| ())
+            .expect_err("no header row");
         assert_eq!(error, HeaderError::HeaderLooksLikeData);
         assert_eq!(error.code(), "missing_required_column");
         assert!(!error.to_string().contains("0491570006"));
@@ -545,13 +608,26 @@ mod tests {
 
     #[test]
     fn valid_row_becomes_draft() {
-        let map = map(&["to_number", "first_name", "priority", "registry_status", "registry_checked_at"]);
-        let draft = validate_record(&map, &["0491 570 006", "Zoë", "7", "N", "2026-11-20"], context())
-            .expect("valid row");
+        let map = map(&[
+            "to_number",
+            "first_name",
+            "priority",
+            "registry_status",
+            "registry_checked_at",
+        ]);
+        let draft = validate_record(
+            &map,
+            &["0491 570 006", "Zoë", "7", "N", "2026-11-20"],
+            context(),
+        )
+        .expect("valid row");
         assert_eq!(draft.number.e164.as_str(), "+61491570006");
         assert_eq!(draft.priority, 7);
         assert_eq!(draft.registry_status, Some(RegistryStatus::NotRegistered));
-        assert_eq!(draft.personalisation, vec![("first_name".to_owned(), "Zoë".to_owned())]);
+        assert_eq!(
+            draft.personalisation,
+            vec![("first_name".to_owned(), "Zoë".to_owned())]
+        );
     }
 
     #[test]
@@ -566,7 +642,16 @@ mod tests {
             "exemption",
             "call_type",
         ]);
-        let row = ["0491 570 006", "AEST", "maybe", "20/11/2026", "high", "11", "church", "research"];
+        let row = [
+            "0491 570 006",
+            "AEST",
+            "maybe",
+            "20/11/2026",
+            "high",
+            "11",
+            "church",
+            "research",
+        ];
         assert_eq!(
             codes(validate_record(&map, &row, context())),
             vec![
@@ -585,8 +670,8 @@ mod tests {
     fn errors_never_echo_the_number_or_personalisation() {
         let map = map(&["to_number", "first_name"]);
         let long_name = "x".repeat(MAX_PERSONALISATION_CHARS + 1);
-        let issues = validate_record(&map, &["0491 57A 632", &long_name], context())
-            .expect_err("rejected");
+        let issues =
+            validate_record(&map, &["0491 57A 632", &long_name], context()).expect_err("rejected");
         for issue in issues {
             assert!(!issue.message.contains("57A"), "{}", issue.message);
             assert!(!issue.message.contains("xxxx"), "{}", issue.message);
@@ -596,27 +681,56 @@ mod tests {
     #[test]
     fn missing_number_is_reported() {
         let map = map(&["to_number", "contact_ref"]);
-        assert_eq!(codes(validate_record(&map, &["", "CRM-1"], context())), vec!["missing_to_number"]);
+        assert_eq!(
+            codes(validate_record(&map, &["", "CRM-1"], context())),
+            vec!["missing_to_number"]
+        );
     }
 
     #[test]
     fn consent_rules() {
-        let map = map(&["to_number", "consent_type", "consent_given_at", "consent_expires_at"]);
-        let bad_type = validate_record(&map, &["0491 570 006", "verbal", "2026-10-01", ""], context());
+        let map = map(&[
+            "to_number",
+            "consent_type",
+            "consent_given_at",
+            "consent_expires_at",
+        ]);
+        let bad_type = validate_record(
+            &map,
+            &["0491 570 006", "verbal", "2026-10-01", ""],
+            context(),
+        );
         assert_eq!(codes(bad_type), vec!["invalid_consent"]);
-        let reversed =
-            validate_record(&map, &["0491 570 006", "express", "2026-10-01", "2026-09-01"], context());
+        let reversed = validate_record(
+            &map,
+            &["0491 570 006", "express", "2026-10-01", "2026-09-01"],
+            context(),
+        );
         assert_eq!(codes(reversed), vec!["invalid_consent"]);
-        let valid = validate_record(&map, &["0491 570 006", "express", "2026-10-01", ""], context())
-            .expect("valid consent");
-        assert_eq!(valid.consent.map(|c| c.consent_type), Some(ConsentType::Express));
+        let valid = validate_record(
+            &map,
+            &["0491 570 006", "express", "2026-10-01", ""],
+            context(),
+        )
+        .expect("valid consent");
+        assert_eq!(
+            valid.consent.map(|c| c.consent_type),
+            Some(ConsentType::Express)
+        );
     }
 
     #[test]
     fn contact_ref_longer_than_limit() {
         let map = map(&["to_number", "contact_ref"]);
         let long_ref = "R".repeat(MAX_CONTACT_REF_CHARS + 1);
-        assert_eq!(codes(validate_record(&map, &["0491 570 006", &long_ref], context())), vec!["value_too_long"]);
+        assert_eq!(
+            codes(validate_record(
+                &map,
+                &["0491 570 006", &long_ref],
+                context()
+            )),
+            vec!["value_too_long"]
+        );
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! The one answer to "may this contact be called now?": launch validation, the
 //! dispatcher and the contact list all ask [`evaluate`].
 
-use chrono::{DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::calendar::{HolidayCalendar, HolidayKind};
+use crate::calendar::{state_mask, HolidayCalendar, HolidayKind};
 use crate::evidence::{Consent, ConsentProblem, Exemption, RegistryStatus, WashResult};
-use crate::hours::{minute_of_day, CallType, CallingWindow};
+use crate::hours::{CallType, CallingWindow, DayWindow};
+use crate::local_time::{self, day_number, SECONDS_PER_DAY};
 use crate::zone::CandidateZone;
 
 /// Why a contact may not be called at an instant.
@@ -63,7 +64,9 @@ impl BlockReason {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        BlockReason::ALL.into_iter().find(|reason| reason.as_str() == value)
+        BlockReason::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == value)
     }
 
     /// Reasons that time alone can clear.
@@ -177,7 +180,9 @@ pub struct Rules<'c> {
 
 impl Default for Rules<'static> {
     fn default() -> Self {
-        Self { calendar: HolidayCalendar::bundled() }
+        Self {
+            calendar: HolidayCalendar::bundled(),
+        }
     }
 }
 
@@ -188,12 +193,180 @@ pub enum ZoneVerdict {
     Closed(BlockReason),
 }
 
-/// How far ahead [`Rules::next_open`] searches, in days.
-const SEARCH_DAYS: i64 = 400;
+/// Ranks a closed zone's reason for when zones disagree: the campaign's dates
+/// first, then the calendar's coverage, then holidays, then hours.
+fn time_reason_rank(reason: BlockReason) -> u8 {
+    match reason {
+        BlockReason::CampaignWindowClosed => 3,
+        BlockReason::CalendarNotLoaded => 2,
+        BlockReason::PublicHoliday => 1,
+        _ => 0,
+    }
+}
+
+/// One campaign's time rules prepared for fast checks: dates as day numbers
+/// (days since 1970-01-01) and the window's minutes by weekday.
+struct TimeRules<'c> {
+    calendar: &'c HolidayCalendar,
+    /// Start and end minute of each weekday's window, Monday first.
+    days: [Option<(u16, u16)>; 7],
+    start_day: Option<i64>,
+    end_day: Option<i64>,
+    block_state_holidays: bool,
+}
+
+impl<'c> TimeRules<'c> {
+    fn new(
+        calendar: &'c HolidayCalendar,
+        campaign: &CampaignRules,
+        window: &CallingWindow,
+    ) -> Self {
+        let minutes =
+            |day: Option<DayWindow>| day.map(|day| (day.start_minute(), day.end_minute()));
+        let weekdays = minutes(window.weekdays);
+        Self {
+            calendar,
+            days: [
+                weekdays,
+                weekdays,
+                weekdays,
+                weekdays,
+                weekdays,
+                minutes(window.saturday),
+                minutes(window.sunday),
+            ],
+            start_day: campaign.start_date.map(day_number),
+            end_day: campaign.end_date.map(day_number),
+            block_state_holidays: campaign.block_state_holidays,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.days.iter().all(Option::is_none)
+    }
+
+    /// Why a zone's local day is closed all day, if it is: outside the
+    /// campaign's dates, outside the loaded calendar or a public holiday.
+    fn day_block(&self, day: i64, states: u8) -> Option<BlockReason> {
+        if self.start_day.is_some_and(|start| day < start)
+            || self.end_day.is_some_and(|end| day > end)
+        {
+            return Some(BlockReason::CampaignWindowClosed);
+        }
+        if !self.calendar.covers_day(day) {
+            return Some(BlockReason::CalendarNotLoaded);
+        }
+        self.calendar
+            .blocking_holiday_on_day(day, states, self.block_state_holidays)
+            .map(|_: HolidayKind| BlockReason::PublicHoliday)
+    }
+
+    /// Checks the time rules of one zone at UTC second `at`.
+    fn verdict(&self, zone: &CandidateZone, at: i64) -> ZoneVerdict {
+        let local = local_time::to_local(zone.zone, at);
+        let day = local.div_euclid(SECONDS_PER_DAY);
+        if let Some(reason) = self.day_block(day, state_mask(zone.states)) {
+            return ZoneVerdict::Closed(reason);
+        }
+        let minute = (local.rem_euclid(SECONDS_PER_DAY) / 60) as u16;
+        match self.days[local_time::weekday_index(day)] {
+            Some((start, end)) if start <= minute && minute < end => ZoneVerdict::Open,
+            _ => ZoneVerdict::Closed(BlockReason::OutsideCallingWindow),
+        }
+    }
+
+    /// Finds the first stretch `[open, close)` of UTC seconds in which one
+    /// zone is open and that ends after `at`. The stretch contains `at` when
+    /// the zone is open then. Returns `None` when the zone does not open again
+    /// within the campaign's dates and the loaded calendar.
+    ///
+    /// NOTE: a window that ends inside the hour a daylight-saving change
+    /// repeats (02:00–03:00 in most zones) closes at the first pass of that
+    /// time, while [`Self::verdict`] also opens the repeated minutes. Legal
+    /// hours start at 09:00, so only a service campaign's own window can do this.
+    fn open_stretch(&self, zone: &CandidateZone, at: i64) -> Option<(i64, i64)> {
+        let states = state_mask(zone.states);
+        let (first_loaded, last_loaded) = self.calendar.coverage_days();
+        let last_day = self.end_day.map_or(last_loaded, |end| end.min(last_loaded));
+        let local_day = local_time::to_local(zone.zone, at).div_euclid(SECONDS_PER_DAY);
+        let first_day = local_day
+            .max(first_loaded)
+            .max(self.start_day.unwrap_or(i64::MIN));
+        for day in first_day..=last_day {
+            let Some((start, end)) = self.days[local_time::weekday_index(day)] else {
+                continue;
+            };
+            if self.day_block(day, states).is_some() {
+                continue;
+            }
+            let midnight = day * SECONDS_PER_DAY;
+            let close = local_time::to_utc(zone.zone, midnight + i64::from(end) * 60);
+            if at < close {
+                let open = local_time::to_utc(zone.zone, midnight + i64::from(start) * 60);
+                return Some((open, close));
+            }
+        }
+        None
+    }
+
+    /// Finds the earliest instant at or after `from` at which every zone is open.
+    fn next_open(&self, zones: &[CandidateZone], from: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.is_empty() || zones.is_empty() {
+            return None;
+        }
+
+        let from_second = from.timestamp();
+        // Each zone's current stretch, so a zone that is still open is not
+        // recomputed. Zones past the first STRETCHES are recomputed each round.
+        const STRETCHES: usize = 16;
+        let mut stretches = [(0i64, i64::MIN); STRETCHES];
+        let mut at = from_second;
+
+        // Each round moves `at` to the latest opening of a closed zone; no
+        // zone is open in between, so no common instant is skipped. `at`
+        // only grows, and `open_stretch` ends at the last loaded day, so the
+        // loop ends.
+        loop {
+            let mut latest_open = at;
+            for (index, zone) in zones.iter().enumerate() {
+                let (open, _) = match stretches.get(index) {
+                    Some(&(open, close)) if close > at => (open, close),
+                    _ => {
+                        let stretch = self.open_stretch(zone, at)?;
+                        if let Some(slot) = stretches.get_mut(index) {
+                            *slot = stretch;
+                        }
+                        stretch
+                    }
+                };
+                latest_open = latest_open.max(open);
+            }
+            if latest_open == at {
+                break;
+            }
+            at = latest_open;
+        }
+
+        if at == from_second {
+            // Every zone is open in the second of `from`, so at `from` itself.
+            Some(from)
+        } else {
+            DateTime::from_timestamp(at, 0)
+        }
+    }
+}
 
 impl Rules<'_> {
     /// Decides whether a call to `contact` is allowed at `at`, and if not, why
     /// and from when.
+    ///
+    /// The contact's own blocks come first: suppression, attempts, then the
+    /// register rules. When those pass and a candidate zone is closed, the
+    /// reason depends on the closed zones. It is `campaign_window_closed` if
+    /// any zone is outside the campaign's dates, else `calendar_not_loaded` if
+    /// any zone's local date is outside the loaded calendar. Otherwise it is
+    /// `public_holiday` if any zone's local date is a blocking holiday, and
+    /// `outside_calling_window` if none is.
     pub fn evaluate(
         &self,
         contact: &ContactFacts<'_>,
@@ -210,16 +383,39 @@ impl Rules<'_> {
             Ok(clearance) => clearance,
             Err(reason) => return never(reason),
         };
+
         let window = campaign.effective_window();
+        let time_rules = TimeRules::new(self.calendar, campaign, &window);
+        let at_second = at.timestamp();
+        let mut blocked: Option<BlockReason> = None;
         for zone in contact.zones {
-            if let ZoneVerdict::Closed(reason) = self.zone_verdict(zone, campaign, &window, at) {
-                let next = self
-                    .next_open(contact.zones, campaign, at)
-                    .filter(|next| register_clearance(contact, campaign, *next).is_ok());
-                return Decision { blocked: Some(reason), clearance: Some(clearance), next_eligible_at: next };
+            if let ZoneVerdict::Closed(reason) = time_rules.verdict(zone, at_second) {
+                if blocked.is_none_or(|worst| time_reason_rank(reason) > time_reason_rank(worst)) {
+                    blocked = Some(reason);
+                }
             }
         }
-        Decision { blocked: None, clearance: Some(clearance), next_eligible_at: Some(at) }
+        if blocked.is_none() && !contact.zones.is_empty() {
+            return Decision {
+                blocked: None,
+                clearance: Some(clearance),
+                next_eligible_at: Some(at),
+            };
+        }
+
+        // A contact without zones cannot be checked against any local time.
+        let blocked = blocked.unwrap_or(BlockReason::OutsideCallingWindow);
+        // Wash currency and consent only lapse as time passes. So if the
+        // clearance is still valid at the next opening, it is valid at every
+        // instant up to it.
+        let next = time_rules
+            .next_open(contact.zones, at)
+            .filter(|next| register_clearance(contact, campaign, *next).is_ok());
+        Decision {
+            blocked: Some(blocked),
+            clearance: Some(clearance),
+            next_eligible_at: next,
+        }
     }
 
     /// The time checks for one zone at `at`: campaign dates, calendar coverage,
@@ -231,39 +427,12 @@ impl Rules<'_> {
         window: &CallingWindow,
         at: DateTime<Utc>,
     ) -> ZoneVerdict {
-        let local = at.with_timezone(&zone.zone).naive_local();
-        let date = local.date();
-        if let Some(reason) = self.date_block(zone, campaign, date) {
-            return ZoneVerdict::Closed(reason);
-        }
-        match window.for_weekday(date.weekday()) {
-            Some(day) if day.contains_minute(minute_of_day(local.time())) => ZoneVerdict::Open,
-            _ => ZoneVerdict::Closed(BlockReason::OutsideCallingWindow),
-        }
+        TimeRules::new(self.calendar, campaign, window).verdict(zone, at.timestamp())
     }
 
-    fn date_block(
-        &self,
-        zone: &CandidateZone,
-        campaign: &CampaignRules,
-        date: NaiveDate,
-    ) -> Option<BlockReason> {
-        if campaign.start_date.is_some_and(|start| date < start)
-            || campaign.end_date.is_some_and(|end| date > end)
-        {
-            return Some(BlockReason::CampaignWindowClosed);
-        }
-        if !self.calendar.covers(date) {
-            return Some(BlockReason::CalendarNotLoaded);
-        }
-        self.calendar
-            .blocking_holiday(date, zone.states, campaign.block_state_holidays)
-            .map(|_: HolidayKind| BlockReason::PublicHoliday)
-    }
-
-    /// The earliest instant at or after `from` at which every zone is open, or
-    /// `None` within [`SEARCH_DAYS`] (for example after the campaign's end date
-    /// or past the loaded calendar).
+    /// Finds the earliest instant at or after `from` at which every zone is
+    /// open. Returns `None` if there is none within the campaign's dates and
+    /// the loaded calendar.
     pub fn next_open(
         &self,
         zones: &[CandidateZone],
@@ -271,55 +440,7 @@ impl Rules<'_> {
         from: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
         let window = campaign.effective_window();
-        if window.is_empty() || zones.is_empty() {
-            return None;
-        }
-        let mut at = from;
-        // Each round moves `at` to the next opening of a zone that is closed;
-        // once no zone moves it, all are open at `at`.
-        for _ in 0..(zones.len() * 64) {
-            let mut moved = false;
-            for zone in zones {
-                let open = self.zone_next_open(zone, campaign, &window, at)?;
-                if open > at {
-                    at = open;
-                    moved = true;
-                }
-            }
-            if !moved {
-                return Some(at);
-            }
-        }
-        None
-    }
-
-    /// The earliest instant at or after `from` at which one zone is open.
-    fn zone_next_open(
-        &self,
-        zone: &CandidateZone,
-        campaign: &CampaignRules,
-        window: &CallingWindow,
-        from: DateTime<Utc>,
-    ) -> Option<DateTime<Utc>> {
-        let first_date = from.with_timezone(&zone.zone).date_naive();
-        for offset in 0..SEARCH_DAYS {
-            let date = first_date + chrono::Days::new(offset as u64);
-            if campaign.end_date.is_some_and(|end| date > end) || date > self.calendar.coverage().1 {
-                return None;
-            }
-            if self.date_block(zone, campaign, date).is_some() {
-                continue;
-            }
-            let Some(day) = window.for_weekday(date.weekday()) else {
-                continue;
-            };
-            let start = local_instant(zone.zone, date, day.start_minute());
-            let end = local_instant(zone.zone, date, day.end_minute());
-            if from < end {
-                return Some(start.max(from));
-            }
-        }
-        None
+        TimeRules::new(self.calendar, campaign, &window).next_open(zones, from)
     }
 
     /// Local date, time and verdict in every candidate zone, for explanations.
@@ -330,11 +451,12 @@ impl Rules<'_> {
         at: DateTime<Utc>,
     ) -> Vec<ZoneExplanation> {
         let window = campaign.effective_window();
+        let time_rules = TimeRules::new(self.calendar, campaign, &window);
         zones
             .iter()
             .map(|zone| {
                 let local = at.with_timezone(&zone.zone);
-                let verdict = self.zone_verdict(zone, campaign, &window, at);
+                let verdict = time_rules.verdict(zone, at.timestamp());
                 ZoneExplanation {
                     zone: zone.zone.name(),
                     local_time: local.format("%Y-%m-%dT%H:%M:%S%:z").to_string(),
@@ -359,7 +481,11 @@ pub struct ZoneExplanation {
 }
 
 fn never(reason: BlockReason) -> Decision {
-    Decision { blocked: Some(reason), clearance: None, next_eligible_at: None }
+    Decision {
+        blocked: Some(reason),
+        clearance: None,
+        next_eligible_at: None,
+    }
 }
 
 /// The register rules (DNCR Act s11): a telemarketing call without an
@@ -379,7 +505,8 @@ fn register_clearance(
     if consent_problem == Some(None) {
         return Ok(Clearance::Consent);
     }
-    let Some(wash) = contact.wash else {
+    // A result received after the day of the call cannot have cleared it.
+    let Some(wash) = contact.wash.filter(|wash| wash.received_by(at)) else {
         return Err(consent_reason(consent_problem).unwrap_or(BlockReason::DncrUnwashed));
     };
     if !wash.is_current(at) {
@@ -407,23 +534,8 @@ fn consent_reason(problem: Option<Option<ConsentProblem>>) -> Option<BlockReason
 /// change skips maps to the first instant after the gap; a repeated minute maps
 /// to its first occurrence.
 pub fn local_instant(zone: Tz, date: NaiveDate, minute: u16) -> DateTime<Utc> {
-    let midnight: NaiveDateTime = date.and_hms_opt(0, 0, 0).unwrap_or_default();
-    let local = midnight + chrono::Duration::minutes(i64::from(minute));
-    match zone.from_local_datetime(&local) {
-        LocalResult::Single(instant) => instant.with_timezone(&Utc),
-        LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
-        LocalResult::None => {
-            // Walk forward minute by minute out of the gap (at most 60 minutes in Australia).
-            let mut probe = local;
-            for _ in 0..180 {
-                probe += chrono::Duration::minutes(1);
-                if let Some(instant) = zone.from_local_datetime(&probe).earliest() {
-                    return instant.with_timezone(&Utc);
-                }
-            }
-            Utc.from_utc_datetime(&local)
-        }
-    }
+    let local = day_number(date) * SECONDS_PER_DAY + i64::from(minute) * 60;
+    DateTime::from_timestamp(local_time::to_utc(zone, local), 0).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -431,6 +543,7 @@ mod tests {
     use super::*;
     use crate::evidence::ConsentType;
     use crate::zone::{State, ANYWHERE};
+    use chrono::TimeZone;
 
     fn at_local(zone: Tz, y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
         zone.with_ymd_and_hms(y, m, d, h, min, 0)
@@ -443,8 +556,10 @@ mod tests {
         at_local(Tz::Australia__Sydney, y, m, d, h, min)
     }
 
-    const SYDNEY: [CandidateZone; 1] =
-        [CandidateZone { zone: Tz::Australia__Sydney, states: &[State::Nsw] }];
+    const SYDNEY: [CandidateZone; 1] = [CandidateZone {
+        zone: Tz::Australia__Sydney,
+        states: &[State::Nsw],
+    }];
 
     fn washed(zones: &[CandidateZone]) -> ContactFacts<'_> {
         ContactFacts {
@@ -471,7 +586,11 @@ mod tests {
 
     #[test]
     fn weekday_inside_hours_is_allowed_by_wash() {
-        let decision = rules().evaluate(&washed(&SYDNEY), &telemarketing(), sydney(2026, 12, 7, 10, 0));
+        let decision = rules().evaluate(
+            &washed(&SYDNEY),
+            &telemarketing(),
+            sydney(2026, 12, 7, 10, 0),
+        );
         assert!(decision.allowed());
         assert_eq!(decision.clearance, Some(Clearance::Wash));
     }
@@ -480,9 +599,15 @@ mod tests {
     fn boundary_minutes_start_inclusive_end_exclusive() {
         let contact = washed(&SYDNEY);
         let campaign = telemarketing();
-        assert!(!rules().evaluate(&contact, &campaign, sydney(2026, 12, 7, 8, 59)).allowed());
-        assert!(rules().evaluate(&contact, &campaign, sydney(2026, 12, 7, 9, 0)).allowed());
-        assert!(rules().evaluate(&contact, &campaign, sydney(2026, 12, 7, 19, 59)).allowed());
+        assert!(!rules()
+            .evaluate(&contact, &campaign, sydney(2026, 12, 7, 8, 59))
+            .allowed());
+        assert!(rules()
+            .evaluate(&contact, &campaign, sydney(2026, 12, 7, 9, 0))
+            .allowed());
+        assert!(rules()
+            .evaluate(&contact, &campaign, sydney(2026, 12, 7, 19, 59))
+            .allowed());
         let after = rules().evaluate(&contact, &campaign, sydney(2026, 12, 7, 20, 0));
         assert_eq!(after.blocked, Some(BlockReason::OutsideCallingWindow));
         assert_eq!(after.next_eligible_at, Some(sydney(2026, 12, 8, 9, 0)));
@@ -490,7 +615,11 @@ mod tests {
 
     #[test]
     fn sunday_telemarketing_waits_for_monday() {
-        let decision = rules().evaluate(&washed(&SYDNEY), &telemarketing(), sydney(2026, 12, 6, 11, 0));
+        let decision = rules().evaluate(
+            &washed(&SYDNEY),
+            &telemarketing(),
+            sydney(2026, 12, 6, 11, 0),
+        );
         assert_eq!(decision.blocked, Some(BlockReason::OutsideCallingWindow));
         assert_eq!(decision.next_eligible_at, Some(sydney(2026, 12, 7, 9, 0)));
     }
@@ -516,14 +645,21 @@ mod tests {
         assert_eq!(decision.blocked, Some(BlockReason::OutsideCallingWindow));
         // 09:00 in Perth (UTC+8) is 12:00 in Sydney (UTC+11) in December.
         assert_eq!(decision.next_eligible_at, Some(sydney(2026, 12, 7, 12, 0)));
-        assert!(rules().evaluate(&contact, &telemarketing(), sydney(2026, 12, 7, 19, 59)).allowed());
-        assert!(!rules().evaluate(&contact, &telemarketing(), sydney(2026, 12, 7, 20, 0)).allowed());
+        assert!(rules()
+            .evaluate(&contact, &telemarketing(), sydney(2026, 12, 7, 19, 59))
+            .allowed());
+        assert!(!rules()
+            .evaluate(&contact, &telemarketing(), sydney(2026, 12, 7, 20, 0))
+            .allowed());
     }
 
     #[test]
     fn registered_number_needs_consent() {
         let mut contact = washed(&SYDNEY);
-        contact.wash = contact.wash.map(|w| WashResult { status: RegistryStatus::Registered, ..w });
+        contact.wash = contact.wash.map(|w| WashResult {
+            status: RegistryStatus::Registered,
+            ..w
+        });
         let at = sydney(2026, 12, 7, 10, 0);
         let decision = rules().evaluate(&contact, &telemarketing(), at);
         assert_eq!(decision.blocked, Some(BlockReason::DncrRegistered));
@@ -552,7 +688,11 @@ mod tests {
     fn next_eligible_beyond_wash_expiry_is_none() {
         // Friday 18 December 20:30 is after hours; the next window is Saturday
         // 19 December, one day past the wash's last usable day.
-        let decision = rules().evaluate(&washed(&SYDNEY), &telemarketing(), sydney(2026, 12, 18, 20, 30));
+        let decision = rules().evaluate(
+            &washed(&SYDNEY),
+            &telemarketing(),
+            sydney(2026, 12, 18, 20, 30),
+        );
         assert_eq!(decision.blocked, Some(BlockReason::OutsideCallingWindow));
         assert_eq!(decision.next_eligible_at, None);
     }
@@ -566,7 +706,10 @@ mod tests {
             &CampaignRules::defaults(CallType::Research),
             sydney(2026, 12, 6, 11, 0),
         );
-        assert!(decision.allowed(), "research may call on Sunday 09:00–17:00");
+        assert!(
+            decision.allowed(),
+            "research may call on Sunday 09:00–17:00"
+        );
         assert_eq!(decision.clearance, Some(Clearance::NotRequired));
     }
 
@@ -616,11 +759,16 @@ mod tests {
 
     #[test]
     fn lord_howe_half_hour_daylight_saving() {
-        let lord_howe = [CandidateZone { zone: Tz::Australia__Lord_Howe, states: &[State::Nsw] }];
+        let lord_howe = [CandidateZone {
+            zone: Tz::Australia__Lord_Howe,
+            states: &[State::Nsw],
+        }];
         // In December Lord Howe is UTC+11, so 09:00 there is 22:00 UTC the day before.
         let open = at_local(Tz::Australia__Lord_Howe, 2026, 12, 7, 9, 0);
         assert_eq!(open.format("%H:%M").to_string(), "22:00");
-        assert!(rules().evaluate(&washed(&lord_howe), &telemarketing(), open).allowed());
+        assert!(rules()
+            .evaluate(&washed(&lord_howe), &telemarketing(), open)
+            .allowed());
         // In July it is UTC+10:30, so 09:00 there is 22:30 UTC.
         let mut contact = washed(&lord_howe);
         contact.wash = None;

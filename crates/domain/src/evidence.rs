@@ -5,6 +5,8 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::local_time;
+
 /// The zone whose calendar days count for wash currency.
 pub const WASH_DAY_ZONE: Tz = Tz::Australia__Sydney;
 
@@ -14,6 +16,12 @@ pub const WASH_DAY_ZONE: Tz = Tz::Australia__Sydney;
 /// within the 30 days that end at the end of the day of the call; 28 days
 /// keeps a margin for the day the result was received and zone differences.
 pub const WASH_VALID_DAYS: u64 = 28;
+
+/// Returns the Australia/Sydney day of an instant as a day number.
+fn wash_day(at: DateTime<Utc>) -> i64 {
+    let local = local_time::to_local(WASH_DAY_ZONE, at.timestamp());
+    local.div_euclid(local_time::SECONDS_PER_DAY)
+}
 
 /// Express consent given without a stated period lapses after three months.
 pub const EXPRESS_CONSENT_MONTHS: u32 = 3;
@@ -38,7 +46,12 @@ impl RegistryStatus {
 
     /// Parses the stored names, the wash file letters (`N`, `Y`, `I`) and words.
     pub fn parse(value: &str) -> Option<Self> {
-        match value.trim().to_ascii_lowercase().replace([' ', '-'], "_").as_str() {
+        match value
+            .trim()
+            .to_ascii_lowercase()
+            .replace([' ', '-'], "_")
+            .as_str()
+        {
             "not_registered" | "n" | "no" | "notregistered" => Some(RegistryStatus::NotRegistered),
             "registered" | "y" | "yes" => Some(RegistryStatus::Registered),
             "invalid" | "i" => Some(RegistryStatus::Invalid),
@@ -62,9 +75,18 @@ impl WashResult {
         received + Days::new(WASH_VALID_DAYS)
     }
 
-    /// Whether the result is current at `at`.
+    /// Checks whether the result is current at `at`, that is whether `at`
+    /// falls on day W through W + 28 (Australia/Sydney). A result received on
+    /// a later day than the call is outside the 30-day period that ends with
+    /// the day of the call, so it does not count.
     pub fn is_current(&self, at: DateTime<Utc>) -> bool {
-        at.with_timezone(&WASH_DAY_ZONE).date_naive() <= self.last_usable_day()
+        self.received_by(at) && wash_day(at) - wash_day(self.checked_at) <= WASH_VALID_DAYS as i64
+    }
+
+    /// Checks whether the result was received on or before the Australia/Sydney
+    /// day of `at`, so a call at `at` may rely on it.
+    pub fn received_by(&self, at: DateTime<Utc>) -> bool {
+        wash_day(self.checked_at) <= wash_day(at)
     }
 }
 
@@ -129,7 +151,7 @@ impl Consent {
         if self.withdrawn_at.is_some_and(|withdrawn| withdrawn <= at) {
             return Some(ConsentProblem::Withdrawn);
         }
-        let today = at.with_timezone(&WASH_DAY_ZONE).date_naive();
+        let today = local_time::date_of_day(wash_day(at)).unwrap_or(NaiveDate::MAX);
         if self.given_on.is_some_and(|given| given > today) {
             return Some(ConsentProblem::NotYetGiven);
         }
@@ -195,11 +217,31 @@ mod tests {
     }
 
     #[test]
+    fn wash_received_after_the_call_day_is_not_current() {
+        let wash = WashResult {
+            status: RegistryStatus::NotRegistered,
+            checked_at: sydney(2026, 11, 20, 10, 0),
+        };
+        assert!(!wash.is_current(sydney(2026, 11, 19, 23, 59)));
+        // Earlier on the day the result arrives is inside the Act's period.
+        assert!(wash.is_current(sydney(2026, 11, 20, 9, 0)));
+    }
+
+    #[test]
     fn wash_day_counts_in_sydney_not_utc() {
         // 2026-11-19 14:30 UTC is already 20 November in Sydney (UTC+11).
-        let checked_at = Utc.with_ymd_and_hms(2026, 11, 19, 14, 30, 0).single().expect("valid");
-        let wash = WashResult { status: RegistryStatus::NotRegistered, checked_at };
-        assert_eq!(wash.last_usable_day(), NaiveDate::from_ymd_opt(2026, 12, 18).expect("valid"));
+        let checked_at = Utc
+            .with_ymd_and_hms(2026, 11, 19, 14, 30, 0)
+            .single()
+            .expect("valid");
+        let wash = WashResult {
+            status: RegistryStatus::NotRegistered,
+            checked_at,
+        };
+        assert_eq!(
+            wash.last_usable_day(),
+            NaiveDate::from_ymd_opt(2026, 12, 18).expect("valid")
+        );
     }
 
     #[test]
@@ -211,7 +253,10 @@ mod tests {
             withdrawn_at: None,
         };
         assert_eq!(consent.problem_at(sydney(2026, 12, 31, 12, 0)), None);
-        assert_eq!(consent.problem_at(sydney(2027, 1, 1, 12, 0)), Some(ConsentProblem::Expired));
+        assert_eq!(
+            consent.problem_at(sydney(2027, 1, 1, 12, 0)),
+            Some(ConsentProblem::Expired)
+        );
     }
 
     #[test]
@@ -223,7 +268,10 @@ mod tests {
             withdrawn_at: None,
         };
         assert_eq!(consent.problem_at(sydney(2027, 6, 30, 12, 0)), None);
-        assert_eq!(consent.problem_at(sydney(2027, 7, 1, 9, 0)), Some(ConsentProblem::Expired));
+        assert_eq!(
+            consent.problem_at(sydney(2027, 7, 1, 9, 0)),
+            Some(ConsentProblem::Expired)
+        );
     }
 
     #[test]
@@ -234,15 +282,24 @@ mod tests {
             expires_on: None,
             withdrawn_at: Some(sydney(2026, 11, 1, 9, 0)),
         };
-        assert_eq!(consent.problem_at(sydney(2026, 11, 2, 9, 0)), Some(ConsentProblem::Withdrawn));
+        assert_eq!(
+            consent.problem_at(sydney(2026, 11, 2, 9, 0)),
+            Some(ConsentProblem::Withdrawn)
+        );
     }
 
     #[test]
     fn registry_status_letters_and_words() {
-        assert_eq!(RegistryStatus::parse("N"), Some(RegistryStatus::NotRegistered));
+        assert_eq!(
+            RegistryStatus::parse("N"),
+            Some(RegistryStatus::NotRegistered)
+        );
         assert_eq!(RegistryStatus::parse("y"), Some(RegistryStatus::Registered));
         assert_eq!(RegistryStatus::parse("I"), Some(RegistryStatus::Invalid));
-        assert_eq!(RegistryStatus::parse("Not Registered"), Some(RegistryStatus::NotRegistered));
+        assert_eq!(
+            RegistryStatus::parse("Not Registered"),
+            Some(RegistryStatus::NotRegistered)
+        );
         assert_eq!(RegistryStatus::parse("maybe"), None);
     }
 }

@@ -12,6 +12,7 @@ pub mod contact_row;
 pub mod eligibility;
 pub mod evidence;
 pub mod hours;
+pub mod local_time;
 pub mod phone;
 pub mod retry;
 pub mod validation;

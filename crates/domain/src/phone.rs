@@ -139,7 +139,9 @@ impl NumberWarning {
 pub enum NumberError {
     #[error("the number is empty")]
     Missing,
-    #[error("the number is in scientific notation, so digits were lost; export the column as text")]
+    #[error(
+        "the number is in scientific notation, so digits were lost; export the column as text"
+    )]
     ScientificNotation,
     #[error("the number contains characters other than digits, spaces, brackets, dots, dashes and a leading +")]
     InvalidCharacters,
@@ -231,7 +233,9 @@ fn is_scientific_notation(text: &str) -> bool {
     let (mantissa, exponent) = (&text[..position], &text[position + 1..]);
     let exponent = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
     !mantissa.is_empty()
-        && mantissa.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b',')
+        && mantissa
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b',')
         && mantissa.bytes().any(|b| b.is_ascii_digit())
         && !exponent.is_empty()
         && exponent.bytes().all(|b| b.is_ascii_digit())
@@ -251,11 +255,7 @@ fn is_separator(c: char) -> bool {
             | '\u{2007}'
             | '\u{2009}'
             | '\u{202f}'
-            | '\u{2010}'..='\u{2015}'
-            | '\u{2212}'
-            | '\u{fe58}'
-            | '\u{fe63}'
-            | '\u{ff0d}'
+            | '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{fe58}' | '\u{fe63}' | '\u{ff0d}'
     )
 }
 
@@ -414,7 +414,12 @@ mod tests {
 
     #[test]
     fn landline_forms_with_bracketed_trunk_zero() {
-        for form in ["(02) 5550 1234", "+61 (0)2 5550 1234", "02-5550-1234", "61255501234"] {
+        for form in [
+            "(02) 5550 1234",
+            "+61 (0)2 5550 1234",
+            "02-5550-1234",
+            "61255501234",
+        ] {
             let number = accept(form);
             assert_eq!(number.e164.as_str(), "+61255501234", "form {form:?}");
             assert_eq!(number.number_type, NumberType::Geographic);
@@ -436,14 +441,20 @@ mod tests {
     fn trailing_decimal_is_removed_with_warning() {
         let number = accept("491570158.0");
         assert_eq!(number.e164.as_str(), "+61491570158");
-        assert!(number.warnings.contains(&NumberWarning::TrailingDecimalRemoved));
+        assert!(number
+            .warnings
+            .contains(&NumberWarning::TrailingDecimalRemoved));
         assert!(number.warnings.contains(&NumberWarning::TrunkZeroRestored));
     }
 
     #[test]
     fn scientific_notation_is_rejected() {
         for form in ["4.91571E+08", "4.12E+08", "4.9157e8"] {
-            assert_eq!(reject(form), NumberError::ScientificNotation, "form {form:?}");
+            assert_eq!(
+                reject(form),
+                NumberError::ScientificNotation,
+                "form {form:?}"
+            );
             assert_eq!(reject(form).code(), "invalid_to_number");
         }
     }
@@ -470,19 +481,38 @@ mod tests {
     fn non_geographic_needs_campaign_setting() {
         for form in ["1800 160 401", "1300 975 707", "13 12 34"] {
             let error = reject(form);
-            assert_eq!(error, NumberError::Unsupported(NumberType::NonGeographic), "{form:?}");
+            assert_eq!(
+                error,
+                NumberError::Unsupported(NumberType::NonGeographic),
+                "{form:?}"
+            );
             assert_eq!(error.code(), "unsupported_number_type");
-            let allowed = normalise(form, NumberPolicy { allow_non_geographic: true })
-                .expect("allowed by the campaign");
+            let allowed = normalise(
+                form,
+                NumberPolicy {
+                    allow_non_geographic: true,
+                },
+            )
+            .expect("allowed by the campaign");
             assert_eq!(allowed.number_type, NumberType::NonGeographic);
         }
-        let number = normalise("1800 160 401", NumberPolicy { allow_non_geographic: true });
-        assert_eq!(number.map(|n| n.e164), Ok(PhoneE164("+611800160401".into())));
+        let number = normalise(
+            "1800 160 401",
+            NumberPolicy {
+                allow_non_geographic: true,
+            },
+        );
+        assert_eq!(
+            number.map(|n| n.e164),
+            Ok(PhoneE164("+611800160401".into()))
+        );
     }
 
     #[test]
     fn premium_special_and_foreign_always_rejected() {
-        let policy = NumberPolicy { allow_non_geographic: true };
+        let policy = NumberPolicy {
+            allow_non_geographic: true,
+        };
         let cases = [
             ("1900 654 321", NumberType::Premium),
             ("000", NumberType::Special),

@@ -45,7 +45,9 @@ impl Outcome {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        Outcome::ALL.into_iter().find(|outcome| outcome.as_str() == value)
+        Outcome::ALL
+            .into_iter()
+            .find(|outcome| outcome.as_str() == value)
     }
 
     /// Outcomes after which the contact is never called again by this campaign.
@@ -99,7 +101,13 @@ impl RetryPolicy {
 
     /// Decides the next step after `outcome`, with `attempts_made` counting
     /// the attempt that just ended.
-    pub fn next_step(&self, outcome: Outcome, attempts_made: u32, max_attempts: u32, ended_at: DateTime<Utc>) -> NextStep {
+    pub fn next_step(
+        &self,
+        outcome: Outcome,
+        attempts_made: u32,
+        max_attempts: u32,
+        ended_at: DateTime<Utc>,
+    ) -> NextStep {
         if outcome.is_final() {
             return NextStep::Finish(outcome.as_str());
         }
@@ -118,7 +126,9 @@ mod tests {
     use super::*;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-12-07T00:00:00Z").expect("valid").with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-12-07T00:00:00Z")
+            .expect("valid")
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -135,13 +145,25 @@ mod tests {
 
     #[test]
     fn answered_and_opt_out_are_final() {
-        assert_eq!(RetryPolicy::default().next_step(Outcome::Answered, 1, 3, now()), NextStep::Finish("answered"));
-        assert_eq!(RetryPolicy::default().next_step(Outcome::OptedOut, 1, 3, now()), NextStep::Finish("opted_out"));
+        assert_eq!(
+            RetryPolicy::default().next_step(Outcome::Answered, 1, 3, now()),
+            NextStep::Finish("answered")
+        );
+        assert_eq!(
+            RetryPolicy::default().next_step(Outcome::OptedOut, 1, 3, now()),
+            NextStep::Finish("opted_out")
+        );
     }
 
     #[test]
     fn outcome_without_retry_finishes() {
-        let policy = RetryPolicy { voicemail_minutes: None, ..RetryPolicy::default() };
-        assert_eq!(policy.next_step(Outcome::Voicemail, 1, 3, now()), NextStep::Finish("no_retry_for_outcome"));
+        let policy = RetryPolicy {
+            voicemail_minutes: None,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(
+            policy.next_step(Outcome::Voicemail, 1, 3, now()),
+            NextStep::Finish("no_retry_for_outcome")
+        );
     }
 }

@@ -107,7 +107,10 @@ impl Tally {
             *self.reasons.entry(reason.as_str().to_owned()).or_default() += 1;
         }
         if self.samples.len() < SAMPLE_SIZE {
-            self.samples.push(ContactSample { contact_id: contact.contact_id.clone(), row: contact.row });
+            self.samples.push(ContactSample {
+                contact_id: contact.contact_id.clone(),
+                row: contact.row,
+            });
         }
     }
 
@@ -234,7 +237,9 @@ pub fn validate<'c>(
     checks.push(capacity(settings));
     checks.push(cli_disclosure(settings));
 
-    let ready = checks.iter().all(|check| check.status != CheckStatus::Blocker);
+    let ready = checks
+        .iter()
+        .all(|check| check.status != CheckStatus::Blocker);
     ValidationReport {
         ready,
         checks,
@@ -244,7 +249,12 @@ pub fn validate<'c>(
     }
 }
 
-fn settings_check(name: CheckName, problems: Vec<String>, warnings: Vec<String>, pass: &str) -> Check {
+fn settings_check(
+    name: CheckName,
+    problems: Vec<String>,
+    warnings: Vec<String>,
+    pass: &str,
+) -> Check {
     let (status, message) = if !problems.is_empty() {
         (CheckStatus::Blocker, problems.join("; "))
     } else if !warnings.is_empty() {
@@ -252,7 +262,14 @@ fn settings_check(name: CheckName, problems: Vec<String>, warnings: Vec<String>,
     } else {
         (CheckStatus::Pass, pass.to_owned())
     };
-    Check { name, status, message, affected_contacts: 0, reasons: BTreeMap::new(), samples: Vec::new() }
+    Check {
+        name,
+        status,
+        message,
+        affected_contacts: 0,
+        reasons: BTreeMap::new(),
+        samples: Vec::new(),
+    }
 }
 
 fn calling_controls(settings: &CampaignSettings<'_>, calendar: &HolidayCalendar) -> Check {
@@ -282,10 +299,14 @@ fn calling_controls(settings: &CampaignSettings<'_>, calendar: &HolidayCalendar)
         ));
     }
     if settings.start_date.is_some_and(|start| start < first) {
-        problems.push(format!("the campaign starts before the public-holiday calendar, which begins on {first}"));
+        problems.push(format!(
+            "the campaign starts before the public-holiday calendar, which begins on {first}"
+        ));
     }
     if settings.end_date.is_none() {
-        warnings.push(format!("no end_date: calls stop when the public-holiday calendar ends on {last}"));
+        warnings.push(format!(
+            "no end_date: calls stop when the public-holiday calendar ends on {last}"
+        ));
     }
     settings_check(
         CheckName::CallingControls,
@@ -301,34 +322,64 @@ fn capacity(settings: &CampaignSettings<'_>) -> Check {
     } else {
         vec!["capacity (concurrent calls) must be above zero".to_owned()]
     };
-    settings_check(CheckName::Capacity, problems, Vec::new(), "capacity is configured")
+    settings_check(
+        CheckName::Capacity,
+        problems,
+        Vec::new(),
+        "capacity is configured",
+    )
 }
 
 /// Whether a caller ID is a withheld or private marker instead of a number.
 fn is_withheld(caller_id: &str) -> bool {
     let lower = caller_id.trim().to_ascii_lowercase();
-    ["private", "withheld", "anonymous", "unknown", "restricted", "blocked", "hidden"]
-        .iter()
-        .any(|marker| lower.contains(marker))
+    [
+        "private",
+        "withheld",
+        "anonymous",
+        "unknown",
+        "restricted",
+        "blocked",
+        "hidden",
+    ]
+    .iter()
+    .any(|marker| lower.contains(marker))
 }
 
 fn cli_disclosure(settings: &CampaignSettings<'_>) -> Check {
     let mut problems = Vec::new();
     match settings.caller_id.map(str::trim).filter(|c| !c.is_empty()) {
-        None => problems.push("caller_id is missing; calling line identification must be shown".to_owned()),
-        Some(caller_id) if is_withheld(caller_id) => {
-            problems.push("caller_id is withheld or private; a number the recipient can call back is required".into())
-        }
-        Some(caller_id) => match normalise(caller_id, NumberPolicy { allow_non_geographic: true }) {
+        None => problems
+            .push("caller_id is missing; calling line identification must be shown".to_owned()),
+        Some(caller_id) if is_withheld(caller_id) => problems.push(
+            "caller_id is withheld or private; a number the recipient can call back is required"
+                .into(),
+        ),
+        Some(caller_id) => match normalise(
+            caller_id,
+            NumberPolicy {
+                allow_non_geographic: true,
+            },
+        ) {
             Ok(number) if number.number_type != NumberType::Special => {}
-            _ => problems.push("caller_id is not a valid Australian number the recipient can call back".into()),
+            _ => problems.push(
+                "caller_id is not a valid Australian number the recipient can call back".into(),
+            ),
         },
     }
     let required = [
         ("organisation", settings.organisation, true),
-        ("on_behalf_of", settings.on_behalf_of, settings.call_type != CallType::Research),
+        (
+            "on_behalf_of",
+            settings.on_behalf_of,
+            settings.call_type != CallType::Research,
+        ),
         ("purpose", settings.purpose, true),
-        ("contact_for_questions", settings.contact_for_questions, true),
+        (
+            "contact_for_questions",
+            settings.contact_for_questions,
+            true,
+        ),
     ];
     for (field, value, needed) in required {
         if needed && value.is_none_or(|v| v.trim().is_empty()) {
@@ -374,12 +425,20 @@ mod tests {
     }
 
     fn status_of(report: &ValidationReport, name: CheckName) -> CheckStatus {
-        report.checks.iter().find(|c| c.name == name).map(|c| c.status).expect("check present")
+        report
+            .checks
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.status)
+            .expect("check present")
     }
 
     #[test]
     fn clean_campaign_is_ready() {
-        let contacts = [contact("a", None), contact("b", Some(BlockReason::OutsideCallingWindow))];
+        let contacts = [
+            contact("a", None),
+            contact("b", Some(BlockReason::OutsideCallingWindow)),
+        ];
         let report = validate(&settings(), HolidayCalendar::bundled(), &contacts);
         assert!(report.ready, "{report:?}");
         assert_eq!(report.contacts_callable, 2);
@@ -388,11 +447,21 @@ mod tests {
 
     #[test]
     fn registered_contacts_block_until_excluded() {
-        let mut contacts = vec![contact("a", None), contact("b", Some(BlockReason::DncrRegistered))];
+        let mut contacts = vec![
+            contact("a", None),
+            contact("b", Some(BlockReason::DncrRegistered)),
+        ];
         let report = validate(&settings(), HolidayCalendar::bundled(), &contacts);
         assert!(!report.ready);
-        assert_eq!(status_of(&report, CheckName::RegistryStatus), CheckStatus::Blocker);
-        let check = report.checks.iter().find(|c| c.name == CheckName::RegistryStatus).expect("present");
+        assert_eq!(
+            status_of(&report, CheckName::RegistryStatus),
+            CheckStatus::Blocker
+        );
+        let check = report
+            .checks
+            .iter()
+            .find(|c| c.name == CheckName::RegistryStatus)
+            .expect("present");
         assert_eq!(check.affected_contacts, 1);
         assert_eq!(check.reasons.get("dncr_registered"), Some(&1));
         assert_eq!(check.samples[0].contact_id, "b");
@@ -405,15 +474,24 @@ mod tests {
 
     #[test]
     fn unwashed_contacts_block_telemarketing_only() {
-        let contacts = [contact("a", None), contact("b", Some(BlockReason::DncrUnwashed))];
+        let contacts = [
+            contact("a", None),
+            contact("b", Some(BlockReason::DncrUnwashed)),
+        ];
         let report = validate(&settings(), HolidayCalendar::bundled(), &contacts);
-        assert_eq!(status_of(&report, CheckName::RegistryWash), CheckStatus::Blocker);
+        assert_eq!(
+            status_of(&report, CheckName::RegistryWash),
+            CheckStatus::Blocker
+        );
     }
 
     #[test]
     fn no_callable_contact_blocks() {
         let report = validate(&settings(), HolidayCalendar::bundled(), &[]);
-        assert_eq!(status_of(&report, CheckName::Contacts), CheckStatus::Blocker);
+        assert_eq!(
+            status_of(&report, CheckName::Contacts),
+            CheckStatus::Blocker
+        );
     }
 
     #[test]
@@ -421,7 +499,10 @@ mod tests {
         let mut wide = settings();
         wide.window.weekdays = crate::hours::DayWindow::parse("08:00", "20:00").ok();
         let report = validate(&wide, HolidayCalendar::bundled(), &[contact("a", None)]);
-        assert_eq!(status_of(&report, CheckName::CallingControls), CheckStatus::Blocker);
+        assert_eq!(
+            status_of(&report, CheckName::CallingControls),
+            CheckStatus::Blocker
+        );
     }
 
     #[test]
@@ -429,7 +510,10 @@ mod tests {
         let mut late = settings();
         late.end_date = NaiveDate::from_ymd_opt(2031, 1, 1);
         let report = validate(&late, HolidayCalendar::bundled(), &[contact("a", None)]);
-        assert_eq!(status_of(&report, CheckName::CallingControls), CheckStatus::Blocker);
+        assert_eq!(
+            status_of(&report, CheckName::CallingControls),
+            CheckStatus::Blocker
+        );
     }
 
     #[test]
@@ -437,21 +521,37 @@ mod tests {
         let mut none = settings();
         none.capacity = 0;
         let report = validate(&none, HolidayCalendar::bundled(), &[contact("a", None)]);
-        assert_eq!(status_of(&report, CheckName::Capacity), CheckStatus::Blocker);
+        assert_eq!(
+            status_of(&report, CheckName::Capacity),
+            CheckStatus::Blocker
+        );
     }
 
     #[test]
     fn withheld_caller_id_and_missing_disclosure_block() {
-        for caller_id in [None, Some("PRIVATE"), Some("Withheld"), Some("0491 57A 632"), Some("000")] {
+        for caller_id in [
+            None,
+            Some("PRIVATE"),
+            Some("Withheld"),
+            Some("0491 57A 632"),
+            Some("000"),
+        ] {
             let mut bad = settings();
             bad.caller_id = caller_id;
             let report = validate(&bad, HolidayCalendar::bundled(), &[contact("a", None)]);
-            assert_eq!(status_of(&report, CheckName::CliDisclosure), CheckStatus::Blocker, "{caller_id:?}");
+            assert_eq!(
+                status_of(&report, CheckName::CliDisclosure),
+                CheckStatus::Blocker,
+                "{caller_id:?}"
+            );
         }
         let mut missing = settings();
         missing.purpose = None;
         let report = validate(&missing, HolidayCalendar::bundled(), &[contact("a", None)]);
-        assert_eq!(status_of(&report, CheckName::CliDisclosure), CheckStatus::Blocker);
+        assert_eq!(
+            status_of(&report, CheckName::CliDisclosure),
+            CheckStatus::Blocker
+        );
     }
 
     #[test]
@@ -461,6 +561,9 @@ mod tests {
         research.window = CallingWindow::RESEARCH;
         research.on_behalf_of = None;
         let report = validate(&research, HolidayCalendar::bundled(), &[contact("a", None)]);
-        assert_eq!(status_of(&report, CheckName::CliDisclosure), CheckStatus::Pass);
+        assert_eq!(
+            status_of(&report, CheckName::CliDisclosure),
+            CheckStatus::Pass
+        );
     }
 }

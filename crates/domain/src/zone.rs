@@ -10,7 +10,9 @@ use utoipa::ToSchema;
 use crate::phone::{NumberType, PhoneE164};
 
 /// Australian states and territories with their own public-holiday calendars.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum State {
     Nsw,
@@ -135,7 +137,10 @@ impl ExplicitZone {
             Some(state) => single_state(state),
             None => states_of_zone(self.zone),
         };
-        CandidateZone { zone: self.zone, states }
+        CandidateZone {
+            zone: self.zone,
+            states,
+        }
     }
 }
 
@@ -145,7 +150,9 @@ pub enum ZoneError {
     Abbreviation,
     #[error("fixed UTC offsets ignore daylight saving; use an IANA name such as Australia/Adelaide or a state code")]
     FixedOffset,
-    #[error("not an Australian IANA time zone or state code (NSW, VIC, QLD, SA, WA, TAS, NT, ACT)")]
+    #[error(
+        "not an Australian IANA time zone or state code (NSW, VIC, QLD, SA, WA, TAS, NT, ACT)"
+    )]
     Unknown,
 }
 
@@ -199,7 +206,10 @@ const AUSTRALIAN_ZONES: [Tz; 17] = [
 pub fn parse_recipient_timezone(input: &str) -> Result<ExplicitZone, ZoneError> {
     let text = input.trim();
     if let Some(state) = State::parse(text) {
-        return Ok(ExplicitZone { zone: state.zone(), state: Some(state) });
+        return Ok(ExplicitZone {
+            zone: state.zone(),
+            state: Some(state),
+        });
     }
     if ABBREVIATIONS.iter().any(|a| a.eq_ignore_ascii_case(text)) {
         return Err(ZoneError::Abbreviation);
@@ -207,8 +217,14 @@ pub fn parse_recipient_timezone(input: &str) -> Result<ExplicitZone, ZoneError> 
     if looks_like_fixed_offset(text) {
         return Err(ZoneError::FixedOffset);
     }
-    if let Some((_, zone)) = LINKS.iter().find(|(name, _)| name.eq_ignore_ascii_case(text)) {
-        return Ok(ExplicitZone { zone: *zone, state: None });
+    if let Some((_, zone)) = LINKS
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(text))
+    {
+        return Ok(ExplicitZone {
+            zone: *zone,
+            state: None,
+        });
     }
     AUSTRALIAN_ZONES
         .into_iter()
@@ -389,7 +405,10 @@ impl ZoneGroup {
 /// The candidate zones a number implies, from its area code.
 pub fn candidates_for_number(number: &PhoneE164, number_type: NumberType) -> RecipientZones {
     let group = ZoneGroup::of_number(number, number_type);
-    RecipientZones { source: group.source(), candidates: group.candidates().to_vec() }
+    RecipientZones {
+        source: group.source(),
+        candidates: group.candidates().to_vec(),
+    }
 }
 
 /// A contact's zone as stored: the explicit zone's stored form, or a group key.
@@ -405,7 +424,9 @@ pub fn candidates_from_stored(key: &str) -> Option<Vec<CandidateZone>> {
     if let Some(group) = ZoneGroup::parse(key) {
         return Some(group.candidates().to_vec());
     }
-    parse_recipient_timezone(key).ok().map(|zone| vec![zone.candidate()])
+    parse_recipient_timezone(key)
+        .ok()
+        .map(|zone| vec![zone.candidate()])
 }
 
 /// The zones a contact is checked in: its explicit zone when it has one, else
@@ -468,24 +489,43 @@ mod tests {
         for (code, zone) in cases {
             let parsed = parse_recipient_timezone(code).expect("valid state code");
             assert_eq!(parsed.zone, zone, "{code}");
-            assert_eq!(parsed.state.map(State::code), Some(code.to_uppercase().as_str()));
+            assert_eq!(
+                parsed.state.map(State::code),
+                Some(code.to_uppercase().as_str())
+            );
         }
     }
 
     #[test]
     fn abbreviations_and_offsets_are_rejected() {
-        assert_eq!(parse_recipient_timezone("AEST"), Err(ZoneError::Abbreviation));
-        assert_eq!(parse_recipient_timezone("aedt"), Err(ZoneError::Abbreviation));
+        assert_eq!(
+            parse_recipient_timezone("AEST"),
+            Err(ZoneError::Abbreviation)
+        );
+        assert_eq!(
+            parse_recipient_timezone("aedt"),
+            Err(ZoneError::Abbreviation)
+        );
         for offset in ["+10:00", "UTC+9.5", "GMT+10", "Etc/GMT-10", "UTC"] {
-            assert_eq!(parse_recipient_timezone(offset), Err(ZoneError::FixedOffset), "{offset}");
+            assert_eq!(
+                parse_recipient_timezone(offset),
+                Err(ZoneError::FixedOffset),
+                "{offset}"
+            );
         }
-        assert_eq!(parse_recipient_timezone("Europe/London"), Err(ZoneError::Unknown));
+        assert_eq!(
+            parse_recipient_timezone("Europe/London"),
+            Err(ZoneError::Unknown)
+        );
         assert_eq!(parse_recipient_timezone("Sydney"), Err(ZoneError::Unknown));
     }
 
     #[test]
     fn lord_howe_exchange_is_inferred() {
-        assert_eq!(names(&zones_of("02 6563 1234")), vec!["Australia/Lord_Howe"]);
+        assert_eq!(
+            names(&zones_of("02 6563 1234")),
+            vec!["Australia/Lord_Howe"]
+        );
     }
 
     #[test]
@@ -519,12 +559,18 @@ mod tests {
     #[test]
     fn stored_keys_round_trip() {
         for group in ZoneGroup::ALL {
-            assert_eq!(candidates_from_stored(group.key()).as_deref(), Some(group.candidates()));
+            assert_eq!(
+                candidates_from_stored(group.key()).as_deref(),
+                Some(group.candidates())
+            );
         }
         let explicit = parse_recipient_timezone("ACT").expect("valid");
         let (source, key) = stored_zone_key(Some(&explicit), ZoneGroup::Anywhere);
         assert_eq!(source, ZoneSource::Explicit);
-        assert_eq!(candidates_from_stored(&key), Some(vec![explicit.candidate()]));
+        assert_eq!(
+            candidates_from_stored(&key),
+            Some(vec![explicit.candidate()])
+        );
     }
 
     #[test]

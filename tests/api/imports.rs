@@ -767,6 +767,7 @@ fn small_limits() -> Options {
         limits: ImportLimits {
             max_bytes: 200,
             max_rows: 3,
+            ..ImportLimits::default()
         },
         ..Default::default()
     }

@@ -7,6 +7,8 @@ mod campaigns;
 mod cli;
 mod demo;
 mod dispatch;
+mod eligibility_cli;
+mod import_jobs;
 mod imports;
 mod openapi;
 mod reports;

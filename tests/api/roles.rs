@@ -88,6 +88,12 @@ const ENDPOINTS: &[Endpoint] = &[
         body: Body::None,
     },
     Endpoint {
+        method: "GET",
+        path: "/v1/campaigns/{c}/imports/{i}/rejected.csv",
+        write: false,
+        body: Body::None,
+    },
+    Endpoint {
         method: "POST",
         path: "/v1/campaigns/{c}/wash-results?wash_reference=W1",
         write: true,

@@ -4,8 +4,10 @@
 
 pub mod auth;
 pub mod clock;
+pub mod contact_import;
 pub mod csv_input;
 pub mod dispatch;
+pub mod import_jobs;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
@@ -15,4 +17,6 @@ pub mod server;
 pub mod signing;
 pub mod simulator;
 pub mod state;
+pub mod upload;
 pub mod voice;
+pub mod wash_import;

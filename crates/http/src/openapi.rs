@@ -23,6 +23,7 @@ use crate::routes::{api_keys, campaigns, imports, lifecycle, reports, suppressio
         imports::import_contacts,
         imports::get_import,
         imports::list_import_issues,
+        imports::rejected_rows_csv,
         imports::attach_wash,
         lifecycle::validate_campaign,
         lifecycle::exclude_contacts,

@@ -29,6 +29,7 @@ pub fn configure_api(config: &mut web::ServiceConfig) {
         .service(imports::import_contacts)
         .service(imports::get_import)
         .service(imports::list_import_issues)
+        .service(imports::rejected_rows_csv)
         .service(imports::attach_wash)
         .service(lifecycle::validate_campaign)
         .service(lifecycle::exclude_contacts)
@@ -214,7 +215,8 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Stops the dispatcher and the server gracefully, finishing in-flight requests.
+    /// Stops the dispatcher and the server gracefully, finishing in-flight
+    /// requests, then waits up to 30 seconds for running import jobs.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         if let Some(dispatcher) = self.dispatcher {
@@ -222,6 +224,7 @@ impl RunningServer {
         }
         self.handle.stop(true).await;
         let _ = self.server.await;
+        crate::import_jobs::wait_for_jobs(std::time::Duration::from_secs(30)).await;
     }
 }
 
@@ -263,11 +266,33 @@ pub fn start_simulator(
     config: crate::simulator::SimulatorConfig,
     listener: TcpListener,
 ) -> std::io::Result<(std::net::SocketAddr, actix_web::dev::ServerHandle)> {
+    let (address, handle, _) =
+        start_simulator_with(config, crate::simulator::Faults::default(), listener)?;
+    Ok((address, handle))
+}
+
+/// Starts the simulated voice platform with `faults` on `listener`, and
+/// returns its state for reading the ledger.
+///
+/// # Errors
+/// Fails when the listener cannot be used.
+pub fn start_simulator_with(
+    config: crate::simulator::SimulatorConfig,
+    faults: crate::simulator::Faults,
+    listener: TcpListener,
+) -> std::io::Result<(
+    std::net::SocketAddr,
+    actix_web::dev::ServerHandle,
+    web::Data<crate::simulator::SimulatorState>,
+)> {
     let address = listener.local_addr()?;
-    let state = web::Data::new(crate::simulator::SimulatorState::new(config));
+    let state = web::Data::new(crate::simulator::SimulatorState::with_faults(
+        config, faults,
+    ));
+    let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
-            .app_data(state.clone())
+            .app_data(app_state.clone())
             .configure(crate::simulator::configure)
     })
     .listen(listener)?
@@ -276,5 +301,5 @@ pub fn start_simulator(
     .run();
     let handle = server.handle();
     tokio::spawn(server);
-    Ok((address, handle))
+    Ok((address, handle, state))
 }

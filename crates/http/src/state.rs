@@ -16,6 +16,11 @@ pub struct ImportLimits {
     pub max_bytes: usize,
     /// Most data records in one file (`422 too_many_rows` above it).
     pub max_rows: usize,
+    /// Contact files larger than this many bytes are imported as a job: the
+    /// upload answers `202` once the body is received.
+    pub async_bytes: usize,
+    /// Longest field in bytes; a longer one fails the file (`422 malformed_csv`).
+    pub max_field_bytes: usize,
 }
 
 impl Default for ImportLimits {
@@ -23,6 +28,8 @@ impl Default for ImportLimits {
         Self {
             max_bytes: 64 * 1024 * 1024,
             max_rows: 250_000,
+            async_bytes: 8 * 1024 * 1024,
+            max_field_bytes: 64 * 1024,
         }
     }
 }

@@ -21,7 +21,9 @@ use outbound_http::clock::Clock;
 use outbound_persistence::tenancy;
 use serde_json::{json, Value};
 
-use crate::runtime::{self, prepare_database, DatabaseArgs, KeyArgs, ServeArgs, DEFAULT_AUDIENCE, DEFAULT_ISSUER};
+use crate::runtime::{
+    self, prepare_database, DatabaseArgs, KeyArgs, ServeArgs, DEFAULT_AUDIENCE, DEFAULT_ISSUER,
+};
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -64,26 +66,48 @@ struct Api {
 }
 
 impl Api {
-    async fn send(&self, request: reqwest::RequestBuilder, expected: &[u16]) -> anyhow::Result<Value> {
-        let response = request.bearer_auth(&self.token).send().await.context("the API did not answer")?;
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        expected: &[u16],
+    ) -> anyhow::Result<Value> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .context("the API did not answer")?;
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !expected.contains(&status) {
-            bail!("the API answered {status}: {}", body.get("detail").and_then(Value::as_str).unwrap_or("(no detail)"));
+            bail!(
+                "the API answered {status}: {}",
+                body.get("detail")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no detail)")
+            );
         }
         Ok(body)
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(self.http.get(format!("{}{path}", self.base)), &[200]).await
+        self.send(self.http.get(format!("{}{path}", self.base)), &[200])
+            .await
     }
 
     async fn post_json(&self, path: &str, body: &Value, expected: &[u16]) -> anyhow::Result<Value> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body), expected).await
+        self.send(
+            self.http.post(format!("{}{path}", self.base)).json(body),
+            expected,
+        )
+        .await
     }
 
     async fn post_csv(&self, path: &str, bytes: Vec<u8>) -> anyhow::Result<Value> {
-        let request = self.http.post(format!("{}{path}", self.base)).header("Content-Type", "text/csv").body(bytes);
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "text/csv")
+            .body(bytes);
         self.send(request, &[201]).await
     }
 }
@@ -92,11 +116,15 @@ impl Api {
 /// may receive a telemarketing call under the default rules.
 fn first_calling_minute(now: DateTime<Utc>) -> DateTime<Utc> {
     let rules = CampaignRules::defaults(CallType::Telemarketing);
-    Rules::default().next_open(&ANYWHERE, &rules, now).unwrap_or(now)
+    Rules::default()
+        .next_open(&ANYWHERE, &rules, now)
+        .unwrap_or(now)
 }
 
 fn print_counts(title: &str, counts: Option<&Value>) {
-    let Some(Value::Object(map)) = counts else { return };
+    let Some(Value::Object(map)) = counts else {
+        return;
+    };
     if map.is_empty() {
         return;
     }
@@ -106,26 +134,51 @@ fn print_counts(title: &str, counts: Option<&Value>) {
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     runtime::init_logging("warn");
-    let csv = std::fs::read(&args.csv).with_context(|| format!("cannot read the contact file {}", args.csv.display()))?;
+    let csv = std::fs::read(&args.csv)
+        .with_context(|| format!("cannot read the contact file {}", args.csv.display()))?;
     let wash = match &args.wash {
-        Some(path) => Some(std::fs::read(path).with_context(|| format!("cannot read the wash file {}", path.display()))?),
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read the wash file {}", path.display()))?,
+        ),
         None => None,
     };
 
     println!("Outbound demo");
     let pool = prepare_database(&args.database.database_url).await?;
     println!("- database ready (migrated)");
-    let key_file = args.keys.key_file.clone().unwrap_or_else(|| PathBuf::from(runtime::DEV_KEY_FILE));
+    let key_file = args
+        .keys
+        .key_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(runtime::DEV_KEY_FILE));
     let secrets = runtime::load_secrets(Some(&key_file), true)?;
-    let jwt_secret = secrets.jwt_hs256_secret.as_ref().context("the key file has no jwt_hs256_secret")?.to_vec();
-    let voice_secret = secrets.voice_platform_secret.as_ref().context("the key file has no voice_platform_secret")?.to_vec();
+    let jwt_secret = secrets
+        .jwt_hs256_secret
+        .as_ref()
+        .context("the key file has no jwt_hs256_secret")?
+        .to_vec();
+    let voice_secret = secrets
+        .voice_platform_secret
+        .as_ref()
+        .context("the key file has no voice_platform_secret")?
+        .to_vec();
 
     let partner = tenancy::create_partner(&pool, "Demo Partner").await?;
     let client = tenancy::create_client(&pool, "Demo Client").await?;
     tenancy::assign_client(&pool, partner, client).await?;
     let project = tenancy::create_project(&pool, client, "Demo project").await?;
     println!("- operator bootstrap: partner {partner}, client {client}, project {project}");
-    let token = crate::operator::mint(&jwt_secret, "partner_admin", Some(partner), &[client], "demo", 120, DEFAULT_ISSUER, DEFAULT_AUDIENCE)?;
+    let token = crate::operator::mint(
+        &jwt_secret,
+        "partner_admin",
+        Some(partner),
+        &[client],
+        "demo",
+        120,
+        DEFAULT_ISSUER,
+        DEFAULT_AUDIENCE,
+    )?;
 
     let mut simulator = None;
     let voice_url = match &args.voice_platform {
@@ -136,7 +189,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 call_duration_ms: (150, 900),
                 failure_rate: 0.0,
             };
-            let (address, handle) = outbound_http::server::start_simulator(config, TcpListener::bind("127.0.0.1:0")?)?;
+            let (address, handle) =
+                outbound_http::server::start_simulator(config, TcpListener::bind("127.0.0.1:0")?)?;
             simulator = Some(handle);
             println!("- simulated voice platform on http://{address}");
             format!("http://{address}")
@@ -155,7 +209,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 listen: address.to_string(),
                 dev: true,
                 database: args.database.clone(),
-                keys: KeyArgs { key_file: Some(key_file.clone()) },
+                keys: KeyArgs {
+                    key_file: Some(key_file.clone()),
+                },
                 public_url: None,
                 voice_platform_url: Some(voice_url.clone()),
                 jwt_public_key_file: None,
@@ -165,12 +221,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 result_timeout_seconds: 900,
                 max_upload_bytes: outbound_http::state::ImportLimits::default().max_bytes,
                 max_import_rows: outbound_http::state::ImportLimits::default().max_rows,
+                async_import_bytes: outbound_http::state::ImportLimits::default().async_bytes,
+                max_import_field_bytes: outbound_http::state::ImportLimits::default()
+                    .max_field_bytes,
                 no_dispatcher: false,
                 rate_limit_per_second: 0,
                 rate_limit_burst: 0,
             };
             let secrets = runtime::load_secrets(Some(&key_file), true)?;
-            let state = runtime::app_state(&serve, pool.clone(), secrets, clock, format!("http://{address}"))?;
+            let state = runtime::app_state(
+                &serve,
+                pool.clone(),
+                secrets,
+                clock,
+                format!("http://{address}"),
+            )?;
             server = Some(outbound_http::server::start(state, listener, true)?);
             let sydney = start.with_timezone(&chrono_tz::Australia::Sydney);
             println!("- API server on http://{address} with the dispatcher");
@@ -182,9 +247,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             format!("http://{address}")
         }
     };
-    let api = Api { http: reqwest::Client::new(), base: base.clone(), token };
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+        token,
+    };
 
-    let start_date = first_calling_minute(Utc::now()).with_timezone(&chrono_tz::Australia::Sydney).date_naive();
+    let start_date = first_calling_minute(Utc::now())
+        .with_timezone(&chrono_tz::Australia::Sydney)
+        .date_naive();
     let campaign = api
         .post_json(
             "/v1/campaigns",
@@ -206,10 +277,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             &[201],
         )
         .await?;
-    let campaign_id = campaign["id"].as_str().context("campaign id missing")?.to_owned();
-    println!("\n1. Created campaign {campaign_id} (telemarketing, state {})", campaign["state"]);
+    let campaign_id = campaign["id"]
+        .as_str()
+        .context("campaign id missing")?
+        .to_owned();
+    println!(
+        "\n1. Created campaign {campaign_id} (telemarketing, state {})",
+        campaign["state"]
+    );
 
-    let import = api.post_csv(&format!("/v1/campaigns/{campaign_id}/imports"), csv).await?;
+    let import = api
+        .post_csv(&format!("/v1/campaigns/{campaign_id}/imports"), csv)
+        .await?;
     println!(
         "2. Imported {}: {} rows, {} accepted, {} rejected, {} with warnings",
         args.csv.display(),
@@ -219,11 +298,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         import["rows_with_warnings"]
     );
     for error in import["errors"].as_array().into_iter().flatten() {
-        println!("   row {:>4} (line {:>4}) {:<20} {:<28} {}", error["row"], error["line"], error["column"].as_str().unwrap_or(""), error["code"].as_str().unwrap_or(""), error["message"].as_str().unwrap_or(""));
+        println!(
+            "   row {:>4} (line {:>4}) {:<20} {:<28} {}",
+            error["row"],
+            error["line"],
+            error["column"].as_str().unwrap_or(""),
+            error["code"].as_str().unwrap_or(""),
+            error["message"].as_str().unwrap_or("")
+        );
     }
     let mut warning_codes: BTreeMap<String, u64> = BTreeMap::new();
     for warning in import["warnings"].as_array().into_iter().flatten() {
-        *warning_codes.entry(warning["code"].as_str().unwrap_or("").to_owned()).or_default() += 1;
+        *warning_codes
+            .entry(warning["code"].as_str().unwrap_or("").to_owned())
+            .or_default() += 1;
     }
     if !warning_codes.is_empty() {
         println!("   warnings: {warning_codes:?}");
@@ -239,14 +327,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             wash_result["file_sha256"].as_str().unwrap_or("")
         );
     } else {
-        println!("3. No wash result file given (--wash); contacts rely on registry columns in the CSV");
+        println!(
+            "3. No wash result file given (--wash); contacts rely on registry columns in the CSV"
+        );
     }
 
-    let report = api.post_json(&format!("/v1/campaigns/{campaign_id}/validation"), &json!({}), &[200]).await?;
+    let report = api
+        .post_json(
+            &format!("/v1/campaigns/{campaign_id}/validation"),
+            &json!({}),
+            &[200],
+        )
+        .await?;
     println!("4. Validation: ready = {}", report["ready"]);
     let mut reasons = Vec::new();
     for check in report["checks"].as_array().into_iter().flatten() {
-        println!("   {:<18} {:<8} {} (affects {})", check["name"].as_str().unwrap_or(""), check["status"].as_str().unwrap_or(""), check["message"].as_str().unwrap_or(""), check["affected_contacts"]);
+        println!(
+            "   {:<18} {:<8} {} (affects {})",
+            check["name"].as_str().unwrap_or(""),
+            check["status"].as_str().unwrap_or(""),
+            check["message"].as_str().unwrap_or(""),
+            check["affected_contacts"]
+        );
         if check["status"] == "blocker" {
             if let Some(Value::Object(map)) = check.get("reasons") {
                 reasons.extend(map.keys().cloned());
@@ -256,25 +358,55 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let mut exclusions = Value::Null;
     if !reasons.is_empty() {
-        exclusions = api.post_json(&format!("/v1/campaigns/{campaign_id}/exclusions"), &json!({ "reasons": reasons }), &[200]).await?;
-        println!("5. Excluded {} contacts that block validation: {}", exclusions["excluded"], exclusions["by_reason"]);
-        let again = api.post_json(&format!("/v1/campaigns/{campaign_id}/validation"), &json!({}), &[200]).await?;
+        exclusions = api
+            .post_json(
+                &format!("/v1/campaigns/{campaign_id}/exclusions"),
+                &json!({ "reasons": reasons }),
+                &[200],
+            )
+            .await?;
+        println!(
+            "5. Excluded {} contacts that block validation: {}",
+            exclusions["excluded"], exclusions["by_reason"]
+        );
+        let again = api
+            .post_json(
+                &format!("/v1/campaigns/{campaign_id}/validation"),
+                &json!({}),
+                &[200],
+            )
+            .await?;
         println!("   revalidated: ready = {}", again["ready"]);
     } else {
         println!("5. Nothing to exclude");
     }
 
-    let launched = api.post_json(&format!("/v1/campaigns/{campaign_id}/launch"), &json!({}), &[200]).await?;
+    let launched = api
+        .post_json(
+            &format!("/v1/campaigns/{campaign_id}/launch"),
+            &json!({}),
+            &[200],
+        )
+        .await?;
     println!("6. Launched: state {}", launched["state"]);
 
     let started = Instant::now();
     let mut last_line = String::new();
     let final_report = loop {
-        let report = api.get(&format!("/v1/campaigns/{campaign_id}/report")).await?;
+        let report = api
+            .get(&format!("/v1/campaigns/{campaign_id}/report"))
+            .await?;
         let state = report["state"].as_str().unwrap_or("").to_owned();
         let line = format!(
             "   clock {} | attempts {} | contacts {}",
-            report["as_of"].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&chrono_tz::Australia::Sydney).format("%a %H:%M").to_string()).unwrap_or_default(),
+            report["as_of"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t
+                    .with_timezone(&chrono_tz::Australia::Sydney)
+                    .format("%a %H:%M")
+                    .to_string())
+                .unwrap_or_default(),
             report["attempts_made"],
             report["contacts_by_state"]
         );
@@ -286,12 +418,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             break report;
         }
         if started.elapsed() > Duration::from_secs(args.timeout_seconds) {
-            bail!("the campaign did not complete within {} seconds", args.timeout_seconds);
+            bail!(
+                "the campaign did not complete within {} seconds",
+                args.timeout_seconds
+            );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
 
-    println!("\n7. Final report: campaign {} is {}", campaign_id, final_report["state"]);
+    println!(
+        "\n7. Final report: campaign {} is {}",
+        campaign_id, final_report["state"]
+    );
     println!("  contacts: {}", final_report["contacts_total"]);
     print_counts("by state", final_report.get("contacts_by_state"));
     print_counts("why finished", final_report.get("contacts_by_final_reason"));
@@ -299,10 +437,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     print_counts("excluded", final_report.get("excluded_by_reason"));
     print_counts("registry results", final_report.get("registry_results"));
     println!("  attempts made: {}", final_report["attempts_made"]);
-    print_counts("attempts by outcome", final_report.get("attempts_by_outcome"));
-    println!("  suppressed numbers: {}", final_report["suppressed_contacts"]);
+    print_counts(
+        "attempts by outcome",
+        final_report.get("attempts_by_outcome"),
+    );
+    println!(
+        "  suppressed numbers: {}",
+        final_report["suppressed_contacts"]
+    );
     for entry in final_report["timeline"].as_array().into_iter().flatten() {
-        println!("  {} {} -> {} by {}", entry["at"].as_str().unwrap_or(""), entry["from_state"].as_str().unwrap_or("-"), entry["to_state"].as_str().unwrap_or("-"), entry["actor"].as_str().unwrap_or(""));
+        println!(
+            "  {} {} -> {} by {}",
+            entry["at"].as_str().unwrap_or(""),
+            entry["from_state"].as_str().unwrap_or("-"),
+            entry["to_state"].as_str().unwrap_or("-"),
+            entry["actor"].as_str().unwrap_or("")
+        );
     }
 
     if let Some(path) = &args.report_json {
@@ -312,7 +462,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             map.insert("wash".into(), wash_result.clone());
             map.insert("exclusions".into(), exclusions.clone());
         }
-        std::fs::write(path, serde_json::to_string_pretty(&document)? + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&document)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
         println!("\nwrote the final report to {}", path.display());
     }
 

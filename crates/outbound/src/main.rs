@@ -2,7 +2,10 @@
 //! tenants, mint development tokens, run the simulated voice platform and run
 //! the demo of the whole workflow.
 
+mod bench;
+mod bench_import;
 mod demo;
+mod eligibility;
 mod operator;
 mod runtime;
 
@@ -37,6 +40,11 @@ enum Command {
     VoiceSim(runtime::VoiceSimArgs),
     /// Run the whole workflow on a contact file against a real server and database.
     Demo(demo::DemoArgs),
+    /// Ask the calling rules whether a number may be called at an instant.
+    Eligibility(eligibility::EligibilityArgs),
+    /// Measure the speed of a hot path.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[derive(Subcommand)]
@@ -58,13 +66,20 @@ async fn main() -> std::process::ExitCode {
         Command::Keys(KeysCommand::Generate { out }) => {
             outbound_persistence::keys::KeyFile::generate()
                 .write_new(&out)
-                .map(|()| println!("wrote a new key file to {} (mode 0600); keep it out of version control", out.display()))
+                .map(|()| {
+                    println!(
+                        "wrote a new key file to {} (mode 0600); keep it out of version control",
+                        out.display()
+                    )
+                })
                 .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", out.display()))
         }
         Command::Operator(command) => operator::run(command).await,
         Command::Token(command) => operator::token(command),
         Command::VoiceSim(args) => runtime::voice_sim(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Eligibility(args) => eligibility::run(args),
+        Command::Bench(command) => bench::run(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -72,6 +72,13 @@ pub struct ServeArgs {
     /// Most data rows in one contact file.
     #[arg(long, env = "OUTBOUND_MAX_IMPORT_ROWS", default_value_t = ImportLimits::default().max_rows)]
     pub max_import_rows: usize,
+    /// Contact files larger than this many bytes are imported as a background
+    /// job: the upload answers 202 and the client polls the import.
+    #[arg(long, env = "OUTBOUND_ASYNC_IMPORT_BYTES", default_value_t = ImportLimits::default().async_bytes)]
+    pub async_import_bytes: usize,
+    /// Longest field of an uploaded file in bytes; a longer one fails the file.
+    #[arg(long, env = "OUTBOUND_MAX_IMPORT_FIELD_BYTES", default_value_t = ImportLimits::default().max_field_bytes)]
+    pub max_import_field_bytes: usize,
     /// Run the API without the dispatcher.
     #[arg(long)]
     pub no_dispatcher: bool,
@@ -97,9 +104,14 @@ pub struct VoiceSimArgs {
 
 /// Sets up logging: JSON lines on stderr, level from `RUST_LOG` (default `info`).
 pub fn init_logging(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default_level},sqlx=warn")));
-    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default_level},sqlx=warn"))
+    });
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Loads secrets; in development mode a missing key file is generated with a warning.
@@ -119,9 +131,15 @@ pub fn load_secrets(key_file: Option<&Path>, development: bool) -> anyhow::Resul
 
 /// Connects, creating the database when it is missing, and migrates.
 pub async fn prepare_database(url: &str) -> anyhow::Result<sqlx::PgPool> {
-    db::ensure_database(url).await.context("cannot reach PostgreSQL or create the database")?;
-    let pool = db::connect(url, 20).await.context("cannot connect to PostgreSQL")?;
-    db::migrate(&pool).await.context("database migration failed")?;
+    db::ensure_database(url)
+        .await
+        .context("cannot reach PostgreSQL or create the database")?;
+    let pool = db::connect(url, 20)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    db::migrate(&pool)
+        .await
+        .context("database migration failed")?;
     Ok(pool)
 }
 
@@ -133,7 +151,13 @@ pub async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
 }
 
 /// Builds the server state from arguments and secrets.
-pub fn app_state(args: &ServeArgs, pool: sqlx::PgPool, secrets: Secrets, clock: Clock, public_url: String) -> anyhow::Result<AppState> {
+pub fn app_state(
+    args: &ServeArgs,
+    pool: sqlx::PgPool,
+    secrets: Secrets,
+    clock: Clock,
+    public_url: String,
+) -> anyhow::Result<AppState> {
     let authenticator = match (&args.jwt_public_key_file, args.dev) {
         (Some(path), _) => {
             let pem = std::fs::read(path).with_context(|| format!("cannot read JWT public key {}", path.display()))?;
@@ -164,10 +188,18 @@ pub fn app_state(args: &ServeArgs, pool: sqlx::PgPool, secrets: Secrets, clock: 
             secret: secrets.voice_platform_secret.map(Arc::new),
             result_timeout_seconds: args.result_timeout_seconds,
         },
-        limits: ImportLimits { max_bytes: args.max_upload_bytes, max_rows: args.max_import_rows },
+        limits: ImportLimits {
+            max_bytes: args.max_upload_bytes,
+            max_rows: args.max_import_rows,
+            async_bytes: args.async_import_bytes,
+            max_field_bytes: args.max_import_field_bytes,
+        },
         http: reqwest::Client::builder().build()?,
         rate_limits: (args.rate_limit_per_second > 0).then(|| {
-            Arc::new(outbound_http::rate_limit::RateLimits::new(args.rate_limit_per_second, args.rate_limit_burst))
+            Arc::new(outbound_http::rate_limit::RateLimits::new(
+                args.rate_limit_per_second,
+                args.rate_limit_burst,
+            ))
         }),
         keyring: Arc::new(secrets.keyring),
     })
@@ -178,13 +210,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let secrets = load_secrets(args.keys.key_file.as_deref(), args.dev)?;
     tracing::info!(source = %secrets.source, key_id = secrets.keyring.active_key_id(), "keys loaded");
     let pool = prepare_database(&args.database.database_url).await?;
-    let listener = TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = TcpListener::bind(&args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
-    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"));
     let state = app_state(&args, pool, secrets, Clock::System, public_url)?;
     let server = outbound_http::server::start(state, listener, !args.no_dispatcher)?;
     tracing::info!(%address, development = args.dev, "Outbound API listening");
-    eprintln!("Outbound API listening on http://{address}{}", if args.dev { " (development mode)" } else { "" });
+    eprintln!(
+        "Outbound API listening on http://{address}{}",
+        if args.dev { " (development mode)" } else { "" }
+    );
     wait_for_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     server.stop().await;
@@ -193,10 +232,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 pub async fn voice_sim(args: VoiceSimArgs) -> anyhow::Result<()> {
     init_logging("info");
-    let key_file = args.keys.key_file.clone().unwrap_or_else(|| PathBuf::from(DEV_KEY_FILE));
+    let key_file = args
+        .keys
+        .key_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEV_KEY_FILE));
     let secrets = load_secrets(Some(&key_file), true)?;
-    let secret = secrets.voice_platform_secret.context("the key file has no voice_platform_secret")?;
-    let listener = TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let secret = secrets
+        .voice_platform_secret
+        .context("the key file has no voice_platform_secret")?;
+    let listener = TcpListener::bind(&args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let config = outbound_http::simulator::SimulatorConfig {
         secret: Arc::new(secret.to_vec()),
         call_duration_ms: (200, 1_500),

@@ -1,14 +1,16 @@
 //! Contact rows: inserting an import's contacts, reading them for the rules and
 //! for listings, wash updates, exclusions and suppressions.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, NaiveDate, Utc};
+use futures_util::TryStreamExt;
 use outbound_domain::eligibility::ContactFacts;
 use outbound_domain::evidence::{Consent, ConsentType, Exemption, RegistryStatus, WashResult};
 use outbound_domain::zone::{candidates_from_stored, CandidateZone};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
+
+use crate::bulk::CopyBuffer;
+use crate::crypto::{blind_index_key, BlindIndexMap};
 
 /// A contact ready to insert: its number and personalisation already sealed.
 #[derive(Debug, Clone)]
@@ -16,7 +18,7 @@ pub struct NewContact {
     pub id: Uuid,
     pub row_number: i32,
     pub phone_ciphertext: Vec<u8>,
-    pub phone_index: Vec<u8>,
+    pub phone_index: [u8; 32],
     pub phone_masked: String,
     pub number_type: &'static str,
     pub personalisation_ciphertext: Option<Vec<u8>>,
@@ -35,106 +37,72 @@ pub struct NewContact {
     pub max_attempts: i32,
 }
 
-/// Rows inserted per statement.
-const INSERT_BATCH: usize = 2_000;
-
-/// Inserts contacts in batches through `UNNEST`; the caller's transaction makes
-/// the whole import visible at once.
-pub async fn insert_batch(
-    connection: &mut PgConnection,
-    campaign_id: Uuid,
-    client_id: Uuid,
-    import_id: Uuid,
-    key_id: &str,
-    contacts: &[NewContact],
-) -> sqlx::Result<()> {
-    for chunk in contacts.chunks(INSERT_BATCH) {
-        let ids: Vec<Uuid> = chunk.iter().map(|c| c.id).collect();
-        let rows: Vec<i32> = chunk.iter().map(|c| c.row_number).collect();
-        let ciphertexts: Vec<Vec<u8>> = chunk.iter().map(|c| c.phone_ciphertext.clone()).collect();
-        let indexes: Vec<Vec<u8>> = chunk.iter().map(|c| c.phone_index.clone()).collect();
-        let masked: Vec<String> = chunk.iter().map(|c| c.phone_masked.clone()).collect();
-        let number_types: Vec<&str> = chunk.iter().map(|c| c.number_type).collect();
-        let personalisation: Vec<Option<Vec<u8>>> = chunk
-            .iter()
-            .map(|c| c.personalisation_ciphertext.clone())
-            .collect();
-        let refs: Vec<Option<String>> = chunk.iter().map(|c| c.contact_ref.clone()).collect();
-        let zone_sources: Vec<&str> = chunk.iter().map(|c| c.zone_source).collect();
-        let zone_keys: Vec<String> = chunk.iter().map(|c| c.zone_key.clone()).collect();
-        let statuses: Vec<Option<&str>> = chunk.iter().map(|c| c.registry_status).collect();
-        let checked: Vec<Option<DateTime<Utc>>> =
-            chunk.iter().map(|c| c.registry_checked_at).collect();
-        let evidence: Vec<Option<String>> =
-            chunk.iter().map(|c| c.registry_evidence.clone()).collect();
-        let consent_types: Vec<Option<&str>> = chunk.iter().map(|c| c.consent_type).collect();
-        let consent_evidence: Vec<Option<String>> =
-            chunk.iter().map(|c| c.consent_evidence.clone()).collect();
-        let given: Vec<Option<NaiveDate>> = chunk.iter().map(|c| c.consent_given_on).collect();
-        let expires: Vec<Option<NaiveDate>> = chunk.iter().map(|c| c.consent_expires_on).collect();
-        let exemptions: Vec<Option<&str>> = chunk.iter().map(|c| c.exemption).collect();
-        let priorities: Vec<i32> = chunk.iter().map(|c| c.priority).collect();
-        let max_attempts: Vec<i32> = chunk.iter().map(|c| c.max_attempts).collect();
-        sqlx::query(
-            "INSERT INTO contacts (id, campaign_id, client_id, import_id, key_id, row_number, phone_ciphertext,
-                phone_index, phone_masked, number_type, personalisation_ciphertext, contact_ref, zone_source,
-                zone_key, registry_status, registry_checked_at, registry_evidence, registry_source, consent_type,
-                consent_evidence, consent_given_on, consent_expires_on, exemption, priority, max_attempts)
-             SELECT u.id, $1, $2, $3, $4, u.row_number, u.phone_ciphertext, u.phone_index, u.phone_masked,
-                    u.number_type, u.personalisation, u.contact_ref, u.zone_source, u.zone_key, u.registry_status,
-                    u.registry_checked_at, u.registry_evidence,
-                    CASE WHEN u.registry_status IS NULL THEN NULL ELSE 'contact_file' END,
-                    u.consent_type, u.consent_evidence, u.consent_given_on, u.consent_expires_on, u.exemption,
-                    u.priority, u.max_attempts
-               FROM UNNEST($5::uuid[], $6::int[], $7::bytea[], $8::bytea[], $9::text[], $10::text[], $11::bytea[],
-                           $12::text[], $13::text[], $14::text[], $15::text[], $16::timestamptz[], $17::text[],
-                           $18::text[], $19::text[], $20::date[], $21::date[], $22::text[], $23::int[], $24::int[])
-                 AS u(id, row_number, phone_ciphertext, phone_index, phone_masked, number_type, personalisation,
-                      contact_ref, zone_source, zone_key, registry_status, registry_checked_at, registry_evidence,
-                      consent_type, consent_evidence, consent_given_on, consent_expires_on, exemption, priority,
-                      max_attempts)",
-        )
-        .bind(campaign_id)
-        .bind(client_id)
-        .bind(import_id)
-        .bind(key_id)
-        .bind(&ids)
-        .bind(&rows)
-        .bind(&ciphertexts)
-        .bind(&indexes)
-        .bind(&masked)
-        .bind(&number_types)
-        .bind(&personalisation)
-        .bind(&refs)
-        .bind(&zone_sources)
-        .bind(&zone_keys)
-        .bind(&statuses)
-        .bind(&checked)
-        .bind(&evidence)
-        .bind(&consent_types)
-        .bind(&consent_evidence)
-        .bind(&given)
-        .bind(&expires)
-        .bind(&exemptions)
-        .bind(&priorities)
-        .bind(&max_attempts)
-        .execute(&mut *connection)
-        .await?;
-    }
-    Ok(())
+/// The rows an import's contacts hang from, the same for every contact of it.
+#[derive(Debug, Clone, Copy)]
+pub struct ContactParents<'a> {
+    pub campaign_id: Uuid,
+    pub client_id: Uuid,
+    pub import_id: Uuid,
+    /// Id of the data key that sealed the ciphertexts.
+    pub key_id: &'a str,
 }
 
-/// Blind indexes already in a campaign, with the row each came from.
+/// `COPY` statement for [`encode_contact`] payloads. Run it inside the
+/// import's transaction, so the whole import becomes visible at once.
+pub const CONTACTS_COPY: &str = "COPY contacts (id, campaign_id, client_id, import_id, key_id, row_number,
+    phone_ciphertext, phone_index, phone_masked, number_type, personalisation_ciphertext, contact_ref, zone_source,
+    zone_key, registry_status, registry_checked_at, registry_evidence, registry_source, consent_type,
+    consent_evidence, consent_given_on, consent_expires_on, exemption, priority, max_attempts)
+    FROM STDIN (FORMAT binary)";
+
+/// Appends one contact to a [`CONTACTS_COPY`] payload.
+pub fn encode_contact(buffer: &mut CopyBuffer, parents: &ContactParents<'_>, contact: &NewContact) {
+    buffer.start_tuple(25);
+    buffer.uuid(contact.id);
+    buffer.uuid(parents.campaign_id);
+    buffer.uuid(parents.client_id);
+    buffer.uuid(parents.import_id);
+    buffer.text(parents.key_id);
+    buffer.int4(contact.row_number);
+    buffer.bytea(&contact.phone_ciphertext);
+    buffer.bytea(&contact.phone_index);
+    buffer.text(&contact.phone_masked);
+    buffer.text(contact.number_type);
+    buffer.opt_bytea(contact.personalisation_ciphertext.as_deref());
+    buffer.opt_text(contact.contact_ref.as_deref());
+    buffer.text(contact.zone_source);
+    buffer.text(&contact.zone_key);
+    buffer.opt_text(contact.registry_status);
+    buffer.opt_timestamptz(contact.registry_checked_at);
+    buffer.opt_text(contact.registry_evidence.as_deref());
+    buffer.opt_text(contact.registry_status.map(|_| "contact_file"));
+    buffer.opt_text(contact.consent_type);
+    buffer.opt_text(contact.consent_evidence.as_deref());
+    buffer.opt_date(contact.consent_given_on);
+    buffer.opt_date(contact.consent_expires_on);
+    buffer.opt_text(contact.exemption);
+    buffer.int4(contact.priority);
+    buffer.int4(contact.max_attempts);
+}
+
+/// Reads the blind indexes already in a campaign, each with the row it came from.
 pub async fn existing_indexes(
-    executor: impl PgExecutor<'_>,
+    connection: &mut PgConnection,
     campaign_id: Uuid,
-) -> sqlx::Result<HashMap<Vec<u8>, i32>> {
-    let rows: Vec<(Vec<u8>, i32)> =
-        sqlx::query_as("SELECT phone_index, row_number FROM contacts WHERE campaign_id = $1")
-            .bind(campaign_id)
-            .fetch_all(executor)
-            .await?;
-    Ok(rows.into_iter().collect())
+) -> sqlx::Result<BlindIndexMap<i32>> {
+    let mut indexes = BlindIndexMap::default();
+    let mut rows = sqlx::query_as::<_, (Vec<u8>, i32)>(
+        "SELECT phone_index, row_number FROM contacts WHERE campaign_id = $1",
+    )
+    .bind(campaign_id)
+    .fetch(connection);
+    while let Some((index, row)) = rows.try_next().await? {
+        // Every stored index is an HMAC-SHA256 output, so 32 bytes long.
+        if let Ok(index) = <[u8; 32]>::try_from(index.as_slice()) {
+            indexes.insert(blind_index_key(&index), row);
+        }
+    }
+    Ok(indexes)
 }
 
 /// The non-personal columns of a contact: enough for the rules, listings and reports.

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -172,11 +173,106 @@ impl Keyring {
 
     /// The blind index of an E.164 number.
     pub fn phone_index(&self, e164: &str) -> Vec<u8> {
+        self.phone_index_array(e164).to_vec()
+    }
+
+    /// The blind index of an E.164 number as an array, for [`BlindIndexMap`] keys.
+    pub fn phone_index_array(&self, e164: &str) -> [u8; 32] {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.blind_index_key)
             .expect("HMAC accepts keys of any length");
         mac.update(b"outbound/v1/phone/");
         mac.update(e164.as_bytes());
-        mac.finalize().into_bytes().to_vec()
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// A map keyed by the first 16 bytes of blind indexes ([`blind_index_key`]),
+/// which halves its memory for a million numbers.
+pub type BlindIndexMap<V> = HashMap<[u8; 16], V, BuildHasherDefault<BlindIndexHasher>>;
+
+/// Returns the [`BlindIndexMap`] key of a blind index: its first 16 bytes.
+/// Two of a million different numbers share them with a probability of
+/// about 10^-27, and the unique index on stored contacts still holds.
+pub fn blind_index_key(index: &[u8; 32]) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&index[..16]);
+    key
+}
+
+/// Hashes a blind index by its first 8 bytes. An HMAC-SHA256 output is
+/// uniformly distributed, and nobody without the blind-index key can choose
+/// numbers whose indexes collide, so no further mixing is needed.
+#[derive(Debug, Default)]
+pub struct BlindIndexHasher(u64);
+
+impl Hasher for BlindIndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let length = bytes.len().min(8);
+        word[..length].copy_from_slice(&bytes[..length]);
+        self.0 ^= u64::from_le_bytes(word);
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        // The length prefix that slices and arrays hash before their bytes.
+        self.0 ^= value as u64;
+    }
+}
+
+/// AES-256-GCM under a random key that exists only in this process's memory,
+/// for temporary files that hold an upload while it is processed. Chunk `n` is
+/// sealed with nonce `n`, so chunks that are swapped, repeated or altered fail
+/// to open.
+pub struct EphemeralCipher {
+    cipher: Aes256Gcm,
+}
+
+impl fmt::Debug for EphemeralCipher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EphemeralCipher").finish_non_exhaustive()
+    }
+}
+
+impl Default for EphemeralCipher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EphemeralCipher {
+    pub fn new() -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        rand::thread_rng().fill_bytes(key.as_mut());
+        let cipher =
+            Aes256Gcm::new_from_slice(key.as_ref()).expect("AES-256-GCM takes a 32-byte key");
+        Self { cipher }
+    }
+
+    fn nonce(counter: u64) -> [u8; NONCE_LEN] {
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..8].copy_from_slice(&counter.to_be_bytes());
+        nonce
+    }
+
+    /// Seals chunk number `counter`; returns ciphertext and tag.
+    pub fn seal_chunk(&self, counter: u64, plaintext: &[u8]) -> Vec<u8> {
+        self.cipher
+            .encrypt(Nonce::from_slice(&Self::nonce(counter)), plaintext)
+            .expect("AES-GCM encryption of an in-memory buffer cannot fail")
+    }
+
+    /// Opens chunk number `counter`.
+    ///
+    /// # Errors
+    /// Fails when the chunk was altered or is not chunk `counter` of this cipher.
+    pub fn open_chunk(&self, counter: u64, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.cipher
+            .decrypt(Nonce::from_slice(&Self::nonce(counter)), sealed)
+            .map_err(|_| CryptoError::Authentication)
     }
 }
 
@@ -247,6 +343,33 @@ mod tests {
             keys.phone_index("+61491570006"),
             other.phone_index("+61491570006")
         );
+    }
+
+    #[test]
+    fn ephemeral_chunks_open_only_in_place() {
+        let cipher = EphemeralCipher::new();
+        let sealed = cipher.seal_chunk(3, b"to_number\n0491 570 006\n");
+        assert!(!sealed.windows(3).any(|w| w == b"049"));
+        let opened = cipher.open_chunk(3, &sealed).expect("opens as chunk 3");
+        assert_eq!(opened, b"to_number\n0491 570 006\n");
+        assert!(cipher.open_chunk(4, &sealed).is_err());
+        assert!(EphemeralCipher::new().open_chunk(3, &sealed).is_err());
+    }
+
+    #[test]
+    fn blind_index_array_matches_vector() {
+        let keys = keyring();
+        assert_eq!(
+            keys.phone_index_array("+61491570006").to_vec(),
+            keys.phone_index("+61491570006")
+        );
+        let key = |e164: &str| blind_index_key(&keys.phone_index_array(e164));
+        let mut map = BlindIndexMap::default();
+        map.insert(key("+61491570006"), 1);
+        map.insert(key("+61491570156"), 2);
+        assert_eq!(map.get(&key("+61491570006")), Some(&1));
+        assert_eq!(map.get(&key("+61491570156")), Some(&2));
+        assert_eq!(map.get(&key("+61491570157")), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod attempts;
 pub mod audit;
+pub mod bulk;
 pub mod campaigns;
 pub mod contacts;
 pub mod crypto;

@@ -1,41 +1,47 @@
 //! Contact CSV imports and DNCR wash result files.
 //!
-//! Upload → decode → parse → validate each record → match duplicates by blind
-//! index → seal → insert, all in one transaction so an import is visible whole
-//! or not at all.
+//! The body is read as it arrives and never held whole. A file up to the job
+//! threshold streams through the reader while the request is open. A larger
+//! one is kept encrypted in a temporary file and imported by a job that the
+//! client polls. Either way the rows are written inside one transaction, so
+//! an import is visible whole or not at all.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use outbound_domain::contact_row::{
-    parse_iso_date_or_time, validate_record, HeaderMap, RowContext,
-};
-use outbound_domain::evidence::RegistryStatus;
-use outbound_domain::phone::{normalise, NumberPolicy};
-use outbound_domain::zone::{stored_zone_key, ZoneGroup};
+use futures_util::stream;
+use outbound_domain::contact_row::parse_iso_date_or_time;
 use outbound_persistence::audit::{self, AuditEntry};
 use outbound_persistence::campaigns::{self, Campaign};
-use outbound_persistence::contacts::{self, NewContact};
-use outbound_persistence::crypto::{Binding, Keyring};
-use outbound_persistence::imports::{self, IssueRecord, NewWash};
+use outbound_persistence::contacts;
+use outbound_persistence::imports::{
+    self, ImportRecord, IssueRecord, NewImport, NewWash, StoredResponse,
+};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{
-    decode_cursor, encode_cursor, idempotent, page_limit, parse_uuid, request_id, sha256_hex,
-};
+use super::{decode_cursor, encode_cursor, idempotency_key, page_limit, parse_uuid, request_id};
 use crate::auth::Principal;
-use crate::csv_input::{
-    decode, detect_delimiter, reader, unterminated_quote_line, DeclaredEncoding,
+use crate::contact_import::{
+    self, ImportOptions, ImportOutcome, ImportPlan, Progress, INLINE_ISSUES,
 };
+use crate::csv_input::{DeclaredEncoding, RecordLimits};
+use crate::import_jobs::{self, JobRequest};
 use crate::problem::{ApiError, ApiResult, Problem};
+use crate::routes::reports::spreadsheet_safe;
 use crate::state::AppState;
+use crate::upload::{self, BodyDigest};
+use crate::wash_import::{self, WashPlan};
 
-/// Row issues returned inline in an import response; the rest are paged.
-const INLINE_ISSUES: usize = 100;
+/// Maximum number of fields in one record of an upload; more fail the file as `malformed_csv`.
+const MAX_FIELDS: usize = 1024;
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ImportQuery {
@@ -72,29 +78,114 @@ impl From<&IssueRecord> for RowIssueView {
     }
 }
 
+/// The reason an import job failed. Nothing of the file was imported.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ImportFailure {
+    /// The file-level code that a synchronous import would return:
+    /// `malformed_csv`, `too_many_rows`, `unknown_column`, … or
+    /// `import_interrupted` when the server stopped during the import.
+    pub code: String,
+    pub message: String,
+    /// The line the problem was found on, when there is one.
+    pub line: Option<i32>,
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ImportResult {
     pub import_id: Uuid,
     pub campaign_id: Uuid,
-    /// `completed`: the accepted rows are stored.
+    /// `processing` while a job runs, `completed` once the accepted rows are
+    /// stored, `failed` when the file was refused and nothing was stored.
     pub state: String,
-    /// Data records read, empty records excluded.
+    /// Data records read so far, empty records excluded.
     pub rows_processed: i32,
-    pub rows_total: i32,
+    /// Data records in the file; `null` until the whole file has been read.
+    pub rows_total: Option<i32>,
     pub rows_accepted: i32,
     pub rows_rejected: i32,
     pub rows_with_warnings: i32,
     pub dropped_columns: Vec<String>,
     /// SHA-256 of the uploaded bytes.
     pub file_sha256: String,
+    /// Set when `state` is `failed`.
+    pub error: Option<ImportFailure>,
     /// The first row errors; page through all of them at `.../issues`.
     pub errors: Vec<RowIssueView>,
     /// The first row warnings.
     pub warnings: Vec<RowIssueView>,
 }
 
+impl ImportResult {
+    fn completed(import_id: Uuid, campaign_id: Uuid, outcome: &ImportOutcome, sha: String) -> Self {
+        let counts = outcome.counts;
+        Self {
+            import_id,
+            campaign_id,
+            state: "completed".into(),
+            rows_processed: counts.rows_total,
+            rows_total: Some(counts.rows_total),
+            rows_accepted: counts.rows_accepted,
+            rows_rejected: counts.rows_rejected,
+            rows_with_warnings: counts.rows_with_warnings,
+            dropped_columns: outcome.dropped_columns.clone(),
+            file_sha256: sha,
+            error: None,
+            errors: outcome.errors.iter().map(RowIssueView::from).collect(),
+            warnings: outcome.warnings.iter().map(RowIssueView::from).collect(),
+        }
+    }
+
+    fn processing(import_id: Uuid, campaign_id: Uuid, sha: String) -> Self {
+        Self {
+            import_id,
+            campaign_id,
+            state: "processing".into(),
+            rows_processed: 0,
+            rows_total: None,
+            rows_accepted: 0,
+            rows_rejected: 0,
+            rows_with_warnings: 0,
+            dropped_columns: Vec::new(),
+            file_sha256: sha,
+            error: None,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn stored(
+        record: &ImportRecord,
+        errors: &[(i32, IssueRecord)],
+        warnings: &[(i32, IssueRecord)],
+    ) -> Self {
+        let finished = record.state != "processing";
+        Self {
+            import_id: record.id,
+            campaign_id: record.campaign_id,
+            state: record.state.clone(),
+            rows_processed: record.rows_processed,
+            rows_total: finished.then_some(record.rows_total),
+            rows_accepted: record.rows_accepted,
+            rows_rejected: record.rows_rejected,
+            rows_with_warnings: record.rows_with_warnings,
+            dropped_columns: record.dropped_columns.clone(),
+            file_sha256: record.file_sha256.clone(),
+            error: record.error_code.as_ref().map(|code| ImportFailure {
+                code: code.clone(),
+                message: record.error_message.clone().unwrap_or_default(),
+                line: record.error_line,
+            }),
+            errors: errors.iter().map(|(_, i)| RowIssueView::from(i)).collect(),
+            warnings: warnings
+                .iter()
+                .map(|(_, i)| RowIssueView::from(i))
+                .collect(),
+        }
+    }
+}
+
 /// Whether the campaign can take contacts or evidence now.
-fn require_editable(campaign: &Campaign) -> ApiResult<()> {
+pub(crate) fn require_editable(campaign: &Campaign) -> ApiResult<()> {
     if campaign.state().accepts_changes() {
         Ok(())
     } else {
@@ -132,275 +223,92 @@ fn declared_encoding(
     }
 }
 
-/// The body as text, after the size limit and decoding.
-fn read_upload(
-    state: &AppState,
-    request: &HttpRequest,
-    body: &[u8],
-    encoding: Option<&str>,
-) -> ApiResult<String> {
-    if body.len() > state.limits.max_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "file_too_large",
-            format!(
-                "the file is larger than {} bytes; split it into smaller files",
-                state.limits.max_bytes
-            ),
-        ));
-    }
-    if body.is_empty() {
-        return Err(ApiError::unprocessable(
-            "missing_required_column",
-            "the file is empty; it needs a header row with to_number",
-        ));
-    }
-    decode(body, declared_encoding(request, encoding)?)
-}
-
-fn malformed(line: u64, detail: &str) -> ApiError {
-    ApiError::unprocessable("malformed_csv", format!("line {line}: {detail}")).with("line", line)
-}
-
-/// Everything an import produced, before it is stored.
-struct ParsedImport {
-    contacts: Vec<NewContact>,
-    issues: Vec<IssueRecord>,
-    rows_total: i32,
-    rows_rejected: i32,
-    rows_with_warnings: i32,
-    dropped_columns: Vec<String>,
-}
-
-fn issue(
-    severity: &str,
-    row: i32,
-    line: i32,
-    column: &str,
-    code: &str,
-    message: String,
-) -> IssueRecord {
-    IssueRecord {
-        severity: severity.to_owned(),
-        row_number: row,
-        line,
-        column_name: column.to_owned(),
-        code: code.to_owned(),
-        message,
+fn record_limits(state: &AppState) -> RecordLimits {
+    RecordLimits {
+        max_field_bytes: state.limits.max_field_bytes,
+        max_fields: MAX_FIELDS,
     }
 }
 
-/// Parses and validates every record, seals accepted ones and finds duplicates.
-fn parse_contacts(
-    text: &str,
-    campaign: &Campaign,
-    keyring: &Keyring,
-    existing: &HashMap<Vec<u8>, i32>,
-    drop_unknown: bool,
-    max_rows: usize,
-) -> ApiResult<ParsedImport> {
-    let delimiter = detect_delimiter(text);
-    if let Some(line) = unterminated_quote_line(text, delimiter) {
-        return Err(malformed(line, "a quoted field is never closed"));
+/// `Idempotency-Key` handling for uploads. Their request fingerprint contains
+/// the body's digest, so it is known only once the body is read.
+struct UploadKey {
+    scoped_key: Option<String>,
+    partner_id: Uuid,
+}
+
+impl UploadKey {
+    fn new(request: &HttpRequest, partner_id: Uuid) -> ApiResult<Self> {
+        let scoped_key = idempotency_key(request)?.map(|key| format!("{}:{key}", request.path()));
+        Ok(Self {
+            scoped_key,
+            partner_id,
+        })
     }
-    let mut csv = reader(text, delimiter);
-    let mut records = csv.records();
-    let header = match records.next() {
-        Some(Ok(header)) => header,
-        Some(Err(error)) => {
-            return Err(malformed(
-                error.position().map_or(1, |p| p.line()),
-                "the header row cannot be read",
-            ))
+
+    async fn stored(&self, pool: &PgPool) -> ApiResult<Option<StoredResponse>> {
+        match &self.scoped_key {
+            Some(key) => Ok(imports::find_response(pool, self.partner_id, key).await?),
+            None => Ok(None),
         }
-        None => {
+    }
+
+    fn request_hash(request: &HttpRequest, fingerprint: &str) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(request.method().as_str());
+        hasher.update(request.path());
+        hasher.update(fingerprint.as_bytes());
+        hex::encode(hasher.finalize())
+    }
+
+    /// Returns the first response again, or `422 idempotency_key_reused` when
+    /// the key came with another request.
+    fn replay(
+        request: &HttpRequest,
+        stored: &StoredResponse,
+        fingerprint: &str,
+    ) -> ApiResult<HttpResponse> {
+        if stored.request_hash != Self::request_hash(request, fingerprint) {
             return Err(ApiError::unprocessable(
-                "missing_required_column",
-                "the file has no header row",
-            ))
-        }
-    };
-    let headers: Vec<&str> = header.iter().collect();
-    let map = HeaderMap::build(&headers, &campaign.personalisation_keys, drop_unknown)
-        .map_err(|error| ApiError::unprocessable(error.code(), error.to_string()))?;
-    let context = RowContext {
-        call_type: campaign.call_type(),
-        number_policy: campaign.number_policy(),
-    };
-
-    let mut parsed = ParsedImport {
-        contacts: Vec::new(),
-        issues: Vec::new(),
-        rows_total: 0,
-        rows_rejected: 0,
-        rows_with_warnings: 0,
-        dropped_columns: map.dropped.clone(),
-    };
-    let mut seen_in_file: HashMap<Vec<u8>, i32> = HashMap::new();
-    for record in records {
-        let record = record.map_err(|error| {
-            let line = error.position().map_or(0, |p| p.line());
-            malformed(line, "the record cannot be read")
-        })?;
-        if record.iter().all(|field| field.trim().is_empty()) {
-            continue;
-        }
-        parsed.rows_total += 1;
-        if parsed.rows_total as usize > max_rows {
-            return Err(ApiError::unprocessable(
-                "too_many_rows",
-                format!("the file has more than {max_rows} rows; split it"),
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request; use a new key",
             ));
         }
-        let row = parsed.rows_total;
-        let line = record.position().map_or(0, |p| p.line()) as i32;
-        let fields: Vec<&str> = record.iter().collect();
-        let draft = match validate_record(&map, &fields, context) {
-            Ok(draft) => draft,
-            Err(errors) => {
-                parsed.rows_rejected += 1;
-                for error in errors {
-                    parsed.issues.push(issue(
-                        "error",
-                        row,
-                        line,
-                        &error.column,
-                        error.code,
-                        error.message,
-                    ));
-                }
-                continue;
-            }
-        };
-        let index = keyring.phone_index(draft.number.e164.as_str());
-        let duplicate_of = seen_in_file
-            .get(&index)
-            .map(|r| (*r, "this file"))
-            .or_else(|| existing.get(&index).map(|r| (*r, "an earlier import")));
-        if let Some((first_row, source)) = duplicate_of {
-            parsed.rows_rejected += 1;
-            parsed.issues.push(issue(
-                "error",
-                row,
-                line,
-                "to_number",
-                "duplicate_to_number",
-                format!("the number duplicates row {first_row} of {source}"),
-            ));
-            continue;
-        }
-        seen_in_file.insert(index.clone(), row);
-        if !draft.warnings.is_empty() {
-            parsed.rows_with_warnings += 1;
-        }
-        for warning in &draft.warnings {
-            parsed.issues.push(issue(
-                "warning",
-                row,
-                line,
-                &warning.column,
-                warning.code,
-                warning.message.clone(),
-            ));
-        }
-        parsed.contacts.push(seal_contact(
-            keyring,
-            draft,
-            index,
-            row,
-            campaign.default_max_attempts,
-        ));
+        let status = StatusCode::from_u16(stored.status as u16).unwrap_or(StatusCode::OK);
+        Ok(HttpResponse::build(status)
+            .insert_header(("Idempotent-Replayed", "true"))
+            .json(&stored.body))
     }
-    Ok(parsed)
-}
 
-fn seal_contact(
-    keyring: &Keyring,
-    draft: outbound_domain::contact_row::ContactDraft,
-    index: Vec<u8>,
-    row: i32,
-    default_max_attempts: i32,
-) -> NewContact {
-    let id = Uuid::new_v4();
-    let phone_ciphertext = keyring.seal(
-        Binding {
-            table: "contacts",
-            row_id: id,
-            column: "phone",
-        },
-        draft.number.e164.as_str().as_bytes(),
-    );
-    let personalisation_ciphertext = (!draft.personalisation.is_empty()).then(|| {
-        let values: serde_json::Map<String, serde_json::Value> = draft
-            .personalisation
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
-        let plaintext = zeroize::Zeroizing::new(serde_json::to_vec(&values).unwrap_or_default());
-        keyring.seal(
-            Binding {
-                table: "contacts",
-                row_id: id,
-                column: "personalisation",
-            },
-            &plaintext,
-        )
-    });
-    let group = ZoneGroup::of_number(&draft.number.e164, draft.number.number_type);
-    let (zone_source, zone_key) = stored_zone_key(draft.explicit_zone.as_ref(), group);
-    NewContact {
-        id,
-        row_number: row,
-        phone_ciphertext,
-        phone_index: index,
-        phone_masked: draft.number.e164.masked(),
-        number_type: draft.number.number_type.as_str(),
-        personalisation_ciphertext,
-        contact_ref: draft.contact_ref,
-        zone_source: zone_source.as_str(),
-        zone_key,
-        registry_status: draft.registry_status.map(RegistryStatus::as_str),
-        registry_checked_at: draft.registry_checked_at,
-        registry_evidence: draft.registry_evidence,
-        consent_type: draft.consent.as_ref().map(|c| c.consent_type.as_str()),
-        consent_evidence: draft.consent.as_ref().and_then(|c| c.evidence.clone()),
-        consent_given_on: draft.consent.as_ref().and_then(|c| c.given_on),
-        consent_expires_on: draft.consent.as_ref().and_then(|c| c.expires_on),
-        exemption: draft.exemption.map(|e| e.as_str()),
-        priority: i32::from(draft.priority),
-        max_attempts: draft.max_attempts.map_or(default_max_attempts, i32::from),
+    /// Stores the response under the key, if there is one, and sends it.
+    async fn respond(
+        &self,
+        state: &AppState,
+        request: &HttpRequest,
+        fingerprint: &str,
+        status: StatusCode,
+        body: impl Serialize,
+    ) -> ApiResult<HttpResponse> {
+        let body: Value = serde_json::to_value(body).map_err(|e| ApiError::internal(&e))?;
+        if let Some(key) = &self.scoped_key {
+            imports::store_response(
+                &state.pool,
+                self.partner_id,
+                key,
+                &Self::request_hash(request, fingerprint),
+                i32::from(status.as_u16()),
+                &body,
+            )
+            .await?;
+        }
+        Ok(HttpResponse::build(status).json(body))
     }
 }
 
-fn split_issues(
-    import_id: Uuid,
-    campaign_id: Uuid,
-    parsed: &ParsedImport,
-    sha: String,
-) -> ImportResult {
-    let pick = |severity: &str| -> Vec<RowIssueView> {
-        parsed
-            .issues
-            .iter()
-            .filter(|i| i.severity == severity)
-            .take(INLINE_ISSUES)
-            .map(RowIssueView::from)
-            .collect()
-    };
-    ImportResult {
-        import_id,
-        campaign_id,
-        state: "completed".into(),
-        rows_processed: parsed.rows_total,
-        rows_total: parsed.rows_total,
-        rows_accepted: parsed.contacts.len() as i32,
-        rows_rejected: parsed.rows_rejected,
-        rows_with_warnings: parsed.rows_with_warnings,
-        dropped_columns: parsed.dropped_columns.clone(),
-        file_sha256: sha,
-        errors: pick("error"),
-        warnings: pick("warning"),
-    }
+/// Reads the rest of a body and drops it, so an early error response does
+/// not cut off a client that is still sending.
+async fn discard_body(payload: &mut web::Payload, start: Bytes, max_bytes: usize) {
+    let _ = upload::digest(payload, start, max_bytes).await;
 }
 
 /// Import contacts from a CSV file sent as the request body (`text/csv`).
@@ -409,6 +317,11 @@ fn split_issues(
 /// line, column and a stable code, and never echo a number or personalisation
 /// value. A number already in the campaign, in any format, is a
 /// `duplicate_to_number`. Allowed in `draft` and `paused`.
+///
+/// A body larger than the job threshold (8 MiB unless the server is
+/// configured otherwise) is answered `202` once received and imported in the
+/// background; poll `GET .../imports/{import_id}` until `state` is
+/// `completed` or `failed`.
 #[utoipa::path(
     tag = "imports",
     params(
@@ -419,11 +332,12 @@ fn split_issues(
     request_body(content = String, content_type = "text/csv", description = "The contact file; header row required, to_number the only required column"),
     responses(
         (status = 201, description = "Imported", body = ImportResult),
+        (status = 202, description = "Received; the import runs as a job whose progress is at GET .../imports/{import_id}", body = ImportResult),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role may not import", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such campaign for this caller", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Campaign is not in draft or paused", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "File too large", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "File too large (checked against Content-Length before the body is read)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "File-level failure; nothing imported", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -435,100 +349,165 @@ pub async fn import_contacts(
     request: HttpRequest,
     path: web::Path<String>,
     query: web::Query<ImportQuery>,
-    body: web::Bytes,
+    mut payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let scope = principal.write_scope()?;
     let campaign_id = parse_uuid(&path, "campaign")?;
-    campaigns::find(&state.pool, &scope, campaign_id)
+    let campaign = campaigns::find(&state.pool, &scope, campaign_id)
         .await?
         .ok_or_else(|| ApiError::not_found("campaign"))?;
-    let sha = sha256_hex(&body);
-    let fingerprint = format!("{sha}:{}:{:?}", query.drop_unknown_columns, query.encoding);
-    idempotent(
+    let declared = declared_encoding(&request, query.encoding.as_deref())?;
+    let limits = state.limits;
+    let length = upload::declared_length(&request, limits.max_bytes)?;
+    let key = UploadKey::new(&request, scope.partner_id)?;
+    let fingerprint = |sha: &str| {
+        format!(
+            "{sha}:{}:{}",
+            query.drop_unknown_columns,
+            declared.map_or("", DeclaredEncoding::as_str)
+        )
+    };
+    let options = ImportOptions {
+        drop_unknown_columns: query.drop_unknown_columns,
+        declared_encoding: declared,
+        max_rows: limits.max_rows,
+        record_limits: record_limits(&state),
+    };
+
+    // Without Content-Length, the start of the body shows whether it is
+    // small enough to import while the request waits.
+    let (start, as_job) = match length {
+        Some(length) => (Bytes::new(), length > limits.async_bytes as u64),
+        None => {
+            let inline_limit = limits.async_bytes.min(limits.max_bytes);
+            let start = upload::read_start(&mut payload, inline_limit).await?;
+            if !start.complete && limits.async_bytes >= limits.max_bytes {
+                return Err(upload::file_too_large(limits.max_bytes));
+            }
+            (start.bytes, !start.complete)
+        }
+    };
+
+    if as_job {
+        let spool = upload::spool(&mut payload, start, limits.max_bytes).await?;
+        let sha = spool.digest.sha256.clone();
+        if let Some(stored) = key.stored(&state.pool).await? {
+            return UploadKey::replay(&request, &stored, &fingerprint(&sha));
+        }
+        require_editable(&campaign)?;
+        let import_id = Uuid::new_v4();
+        let job = JobRequest {
+            import_id,
+            campaign_id,
+            scope,
+            options,
+            actor: principal.actor(),
+            request_id: request_id(&request),
+            file_sha256: sha.clone(),
+        };
+        import_jobs::start(state.clone(), job, spool).await?;
+        tracing::info!(%campaign_id, %import_id, bytes = length, "contact import accepted as a job");
+        let result = ImportResult::processing(import_id, campaign_id, sha.clone());
+        return key
+            .respond(
+                &state,
+                &request,
+                &fingerprint(&sha),
+                StatusCode::ACCEPTED,
+                result,
+            )
+            .await;
+    }
+
+    if let Some(stored) = key.stored(&state.pool).await? {
+        let digest = upload::digest(&mut payload, start, limits.max_bytes).await?;
+        return UploadKey::replay(&request, &stored, &fingerprint(&digest.sha256));
+    }
+    let mut transaction = state.pool.begin().await?;
+    let campaign = campaigns::find_for_update(&mut transaction, &scope, campaign_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
+    if let Err(error) = require_editable(&campaign) {
+        discard_body(&mut payload, start, limits.max_bytes).await;
+        return Err(error);
+    }
+    let import_id = Uuid::new_v4();
+    let actor = principal.actor();
+    imports::insert_processing(
+        &mut *transaction,
+        &NewImport {
+            id: import_id,
+            campaign_id,
+            idempotency_key: None,
+            file_sha256: "",
+            created_by: &actor,
+        },
+    )
+    .await?;
+    let existing = contacts::existing_indexes(&mut transaction, campaign_id).await?;
+    let plan = ImportPlan::new(&campaign, import_id, options);
+    let (sender, source) = upload::channel();
+    let (fed, outcome) = futures_util::join!(
+        upload::feed(&mut payload, start, sender, limits.max_bytes),
+        contact_import::run(
+            &mut transaction,
+            source,
+            plan,
+            state.keyring.clone(),
+            existing,
+            Arc::new(Progress::default()),
+        )
+    );
+    let outcome = outcome?;
+    let BodyDigest { sha256: sha, .. } = fed?;
+
+    imports::complete(
+        &mut *transaction,
+        import_id,
+        outcome.counts,
+        &outcome.dropped_columns,
+        &sha,
+    )
+    .await?;
+    audit::record(
+        &mut *transaction,
+        AuditEntry {
+            partner_id: Some(scope.partner_id),
+            campaign_id: Some(campaign_id),
+            actor: &actor,
+            action: "contacts.import",
+            from_state: None,
+            to_state: None,
+            details: serde_json::json!({
+                "import_id": import_id,
+                "rows_total": outcome.counts.rows_total,
+                "rows_accepted": outcome.counts.rows_accepted,
+                "rows_rejected": outcome.counts.rows_rejected,
+                "file_sha256": sha,
+            }),
+            request_id: request_id(&request).as_deref(),
+        },
+    )
+    .await?;
+    transaction.commit().await?;
+    tracing::info!(
+        %campaign_id, %import_id,
+        rows_accepted = outcome.counts.rows_accepted, rows_rejected = outcome.counts.rows_rejected,
+        "contacts imported"
+    );
+    let result = ImportResult::completed(import_id, campaign_id, &outcome, sha.clone());
+    key.respond(
         &state,
         &request,
-        scope.partner_id,
-        fingerprint.as_bytes(),
-        async {
-            let text = read_upload(&state, &request, &body, query.encoding.as_deref())?;
-            let mut transaction = state.pool.begin().await?;
-            let campaign = campaigns::find_for_update(&mut transaction, &scope, campaign_id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("campaign"))?;
-            require_editable(&campaign)?;
-            let existing = contacts::existing_indexes(&mut *transaction, campaign.id).await?;
-            let parsed = parse_contacts(
-                &text,
-                &campaign,
-                &state.keyring,
-                &existing,
-                query.drop_unknown_columns,
-                state.limits.max_rows,
-            )?;
-
-            let import_id = Uuid::new_v4();
-            let counts = (
-                parsed.rows_total,
-                parsed.contacts.len() as i32,
-                parsed.rows_rejected,
-                parsed.rows_with_warnings,
-            );
-            let actor = principal.actor();
-            imports::insert_import(
-                &mut transaction,
-                import_id,
-                campaign.id,
-                None,
-                &sha,
-                counts,
-                &parsed.dropped_columns,
-                &actor,
-            )
-            .await?;
-            contacts::insert_batch(
-                &mut transaction,
-                campaign.id,
-                campaign.client_id,
-                import_id,
-                state.keyring.active_key_id(),
-                &parsed.contacts,
-            )
-            .await?;
-            imports::insert_issues(&mut transaction, import_id, &parsed.issues).await?;
-            let result = split_issues(import_id, campaign.id, &parsed, sha.clone());
-            audit::record(
-                &mut *transaction,
-                AuditEntry {
-                    partner_id: Some(scope.partner_id),
-                    campaign_id: Some(campaign.id),
-                    actor: &actor,
-                    action: "contacts.import",
-                    from_state: None,
-                    to_state: None,
-                    details: serde_json::json!({
-                        "import_id": import_id,
-                        "rows_total": result.rows_total,
-                        "rows_accepted": result.rows_accepted,
-                        "rows_rejected": result.rows_rejected,
-                        "file_sha256": sha,
-                    }),
-                    request_id: request_id(&request).as_deref(),
-                },
-            )
-            .await?;
-            transaction.commit().await?;
-            tracing::info!(
-                campaign_id = %campaign.id, %import_id,
-                rows_accepted = result.rows_accepted, rows_rejected = result.rows_rejected,
-                "contacts imported"
-            );
-            Ok((StatusCode::CREATED, result))
-        },
+        &fingerprint(&sha),
+        StatusCode::CREATED,
+        result,
     )
     .await
 }
 
-/// Get an import's counts and its first row issues.
+/// Get an import: its state, counts and first row issues. While a job runs,
+/// the counts are its progress so far.
 #[utoipa::path(
     tag = "imports",
     params(("campaign_id" = String, Path, description = "Campaign id"), ("import_id" = String, Path, description = "Import id")),
@@ -552,32 +531,22 @@ pub async fn get_import(
     campaigns::find(&state.pool, &scope, campaign_id)
         .await?
         .ok_or_else(|| ApiError::not_found("campaign"))?;
-    let record = imports::find_import(&state.pool, campaign_id, import_id)
+    let mut record = imports::find_import(&state.pool, campaign_id, import_id)
         .await?
         .ok_or_else(|| ApiError::not_found("import"))?;
-    let issues = imports::issues(&state.pool, import_id, -1, (INLINE_ISSUES * 4) as i64).await?;
-    let pick = |severity: &str| -> Vec<RowIssueView> {
-        issues
-            .iter()
-            .filter(|(_, i)| i.severity == severity)
-            .take(INLINE_ISSUES)
-            .map(|(_, i)| RowIssueView::from(i))
-            .collect()
-    };
-    Ok(web::Json(ImportResult {
-        import_id,
-        campaign_id,
-        state: record.state.clone(),
-        rows_processed: record.rows_total,
-        rows_total: record.rows_total,
-        rows_accepted: record.rows_accepted,
-        rows_rejected: record.rows_rejected,
-        rows_with_warnings: record.rows_with_warnings,
-        dropped_columns: record.dropped_columns.clone(),
-        file_sha256: record.file_sha256.clone(),
-        errors: pick("error"),
-        warnings: pick("warning"),
-    }))
+    if record.state == "processing" {
+        let mut connection = state.pool.acquire().await?;
+        if imports::fail_if_abandoned(&mut connection, import_id).await? {
+            tracing::warn!(%campaign_id, %import_id, "an import job was interrupted; marked failed");
+            record = imports::find_import(&mut *connection, campaign_id, import_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("import"))?;
+        }
+    }
+    let inline = INLINE_ISSUES as i64;
+    let errors = imports::issues_of_severity(&state.pool, import_id, "error", inline).await?;
+    let warnings = imports::issues_of_severity(&state.pool, import_id, "warning", inline).await?;
+    Ok(web::Json(ImportResult::stored(&record, &errors, &warnings)))
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -654,6 +623,140 @@ pub async fn list_import_issues(
     Ok(web::Json(IssuePage { items, next }))
 }
 
+/// Row errors read per page while the rejected-rows CSV is written.
+const REJECTED_PAGE: i64 = 2_000;
+
+/// Returns the header of the rejected-rows CSV.
+fn rejected_csv_header() -> Vec<&'static str> {
+    let mut header = vec!["row", "line", "column", "code", "message"];
+    header.extend(imports::REJECTED_ROW_COLUMNS);
+    header
+}
+
+/// Writes one page of the rejected-rows CSV.
+fn rejected_csv_page(page: &[imports::RejectedIssue], header: bool) -> Result<Bytes, csv::Error> {
+    let mut writer = csv::Writer::from_writer(Vec::with_capacity(page.len() * 160 + 256));
+    if header {
+        writer.write_record(rejected_csv_header())?;
+    }
+    for issue in page {
+        let mut cells = vec![
+            issue.row_number.to_string(),
+            issue.line.to_string(),
+            issue.column_name.clone(),
+            issue.code.clone(),
+            issue.message.clone(),
+        ];
+        cells.extend(
+            issue
+                .values
+                .iter()
+                .map(|value| value.clone().unwrap_or_default()),
+        );
+        writer.write_record(cells.iter().map(|cell| spreadsheet_safe(cell)))?;
+    }
+    let bytes = writer.into_inner().map_err(|error| error.into_error())?;
+    Ok(bytes.into())
+}
+
+/// Download the rejected rows of a finished import as CSV.
+///
+/// One line per row error: `row`, `line`, `column`, `code` and `message`,
+/// then the row's values of the columns that are not personal (contact_ref,
+/// recipient_timezone, registry and consent fields, exemption, call_type,
+/// priority, max_attempts). The phone number and personalisation values are
+/// never included. Cells a spreadsheet would run as a formula (starting with
+/// `=`, `+`, `-`, `@`, tab or carriage return) are prefixed with `'`.
+#[utoipa::path(
+    tag = "imports",
+    params(("campaign_id" = String, Path, description = "Campaign id"), ("import_id" = String, Path, description = "Import id")),
+    responses(
+        (status = 200, description = "The rejected rows as CSV", body = String, content_type = "text/csv"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role has no campaign access", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The import is still processing", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/v1/campaigns/{campaign_id}/imports/{import_id}/rejected.csv")]
+pub async fn rejected_rows_csv(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let scope = principal.read_scope()?;
+    let campaign_id = parse_uuid(&path.0, "campaign")?;
+    let import_id = parse_uuid(&path.1, "import")?;
+    campaigns::find(&state.pool, &scope, campaign_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
+    let record = imports::find_import(&state.pool, campaign_id, import_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("import"))?;
+    if record.state == "processing" {
+        return Err(ApiError::conflict(
+            "import_not_finished",
+            "the import is still processing; fetch its rejected rows once its state is completed",
+        ));
+    }
+
+    struct Cursor {
+        pool: PgPool,
+        after: i32,
+        header: bool,
+        done: bool,
+    }
+    let cursor = Cursor {
+        pool: state.pool.clone(),
+        after: -1,
+        header: true,
+        done: false,
+    };
+    let body = stream::unfold(cursor, move |mut cursor| async move {
+        if cursor.done {
+            return None;
+        }
+        let page = match imports::rejected_issues(
+            &cursor.pool,
+            import_id,
+            cursor.after,
+            REJECTED_PAGE,
+        )
+        .await
+        {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::error!(%import_id, %error, "reading rejected rows failed mid-download");
+                cursor.done = true;
+                return Some((
+                    Err(actix_web::error::ErrorInternalServerError("rejected rows")),
+                    cursor,
+                ));
+            }
+        };
+        if page.len() < REJECTED_PAGE as usize {
+            cursor.done = true;
+        }
+        if let Some(last) = page.last() {
+            cursor.after = last.seq;
+        }
+        let chunk = rejected_csv_page(&page, cursor.header).map_err(|error| {
+            tracing::error!(%import_id, %error, "writing rejected rows failed mid-download");
+            actix_web::error::ErrorInternalServerError("rejected rows")
+        });
+        cursor.header = false;
+        Some((chunk, cursor))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"import-{import_id}-rejected.csv\""),
+        ))
+        .streaming(body))
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct WashQuery {
     /// The wash reference from the register.
@@ -684,115 +787,6 @@ pub struct WashResultView {
     pub numbers_unmatched: i32,
     pub rows_rejected: i32,
     pub errors: Vec<RowIssueView>,
-}
-
-struct WashRows {
-    indexes: Vec<Vec<u8>>,
-    statuses: Vec<&'static str>,
-    counts: [i32; 3],
-    rows_total: i32,
-    errors: Vec<RowIssueView>,
-}
-
-/// Reads `number,result` rows; numbers are matched by blind index and never kept.
-fn parse_wash(text: &str, keyring: &Keyring) -> ApiResult<WashRows> {
-    let delimiter = detect_delimiter(text);
-    if let Some(line) = unterminated_quote_line(text, delimiter) {
-        return Err(malformed(line, "a quoted field is never closed"));
-    }
-    let mut csv = reader(text, delimiter);
-    let mut records = csv.records();
-    let header = match records.next() {
-        Some(Ok(header)) => header,
-        _ => {
-            return Err(ApiError::unprocessable(
-                "missing_required_column",
-                "the wash file needs a header row: number,result",
-            ))
-        }
-    };
-    let names: Vec<String> = header
-        .iter()
-        .map(outbound_domain::contact_row::normalise_header)
-        .collect();
-    let find = |candidates: &[&str]| names.iter().position(|n| candidates.contains(&n.as_str()));
-    let number_at = find(&["number", "phone", "phone_number", "to_number"]).ok_or_else(|| {
-        ApiError::unprocessable(
-            "missing_required_column",
-            "the wash file needs a number column",
-        )
-    })?;
-    let result_at =
-        find(&["result", "status", "registry_status", "dncr_result"]).ok_or_else(|| {
-            ApiError::unprocessable(
-                "missing_required_column",
-                "the wash file needs a result column",
-            )
-        })?;
-
-    let mut rows = WashRows {
-        indexes: Vec::new(),
-        statuses: Vec::new(),
-        counts: [0; 3],
-        rows_total: 0,
-        errors: Vec::new(),
-    };
-    let mut seen = HashMap::new();
-    let policy = NumberPolicy {
-        allow_non_geographic: true,
-    };
-    for record in records {
-        let record = record.map_err(|error| {
-            malformed(
-                error.position().map_or(0, |p| p.line()),
-                "the record cannot be read",
-            )
-        })?;
-        if record.iter().all(|f| f.trim().is_empty()) {
-            continue;
-        }
-        rows.rows_total += 1;
-        let row = rows.rows_total;
-        let line = record.position().map_or(0, |p| p.line()) as i32;
-        let number = normalise(record.get(number_at).unwrap_or(""), policy);
-        let status = RegistryStatus::parse(record.get(result_at).unwrap_or(""));
-        let (number, status) = match (number, status) {
-            (Ok(number), Some(status)) => (number, status),
-            (Err(error), _) => {
-                rows.errors.push(RowIssueView {
-                    row,
-                    line,
-                    column: "number".into(),
-                    code: error.code().into(),
-                    message: error.to_string(),
-                });
-                continue;
-            }
-            (_, None) => {
-                rows.errors.push(RowIssueView {
-                    row,
-                    line,
-                    column: "result".into(),
-                    code: "invalid_registry_status".into(),
-                    message: "result must be Y, N or I (or registered, not_registered, invalid)"
-                        .into(),
-                });
-                continue;
-            }
-        };
-        let index = keyring.phone_index(number.e164.as_str());
-        if seen.insert(index.clone(), row).is_some() {
-            continue;
-        }
-        rows.counts[match status {
-            RegistryStatus::Registered => 0,
-            RegistryStatus::NotRegistered => 1,
-            RegistryStatus::Invalid => 2,
-        }] += 1;
-        rows.indexes.push(index);
-        rows.statuses.push(status.as_str());
-    }
-    Ok(rows)
 }
 
 /// Attach a DNCR wash result file (`number,result` with Y, N or I).
@@ -826,14 +820,14 @@ pub async fn attach_wash(
     request: HttpRequest,
     path: web::Path<String>,
     query: web::Query<WashQuery>,
-    body: web::Bytes,
+    mut payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let scope = principal.write_scope()?;
     let campaign_id = parse_uuid(&path, "campaign")?;
     campaigns::find(&state.pool, &scope, campaign_id)
         .await?
         .ok_or_else(|| ApiError::not_found("campaign"))?;
-    let reference = query.wash_reference.trim();
+    let reference = query.wash_reference.trim().to_owned();
     if reference.is_empty() || reference.len() > 200 {
         return Err(ApiError::unprocessable(
             "invalid_wash_reference",
@@ -857,74 +851,105 @@ pub async fn attach_wash(
             "received_at is in the future",
         ));
     }
-    let sha = sha256_hex(&body);
-    let fingerprint = format!("{sha}:{reference}:{:?}:{received_at}", query.account);
-    idempotent(&state, &request, scope.partner_id, fingerprint.as_bytes(), async {
-        let text = read_upload(&state, &request, &body, query.encoding.as_deref())?;
-        let rows = parse_wash(&text, &state.keyring)?;
-        let mut transaction = state.pool.begin().await?;
-        let campaign = campaigns::find_for_update(&mut transaction, &scope, campaign_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("campaign"))?;
-        require_editable(&campaign)?;
-        let matched = contacts::apply_wash(&mut *transaction, campaign.id, &rows.indexes, &rows.statuses, received_at, reference).await? as i32;
-        let valid_rows = rows.indexes.len() as i32;
-        let wash_id = Uuid::new_v4();
-        let actor = principal.actor();
-        let record = NewWash {
-            id: wash_id,
-            campaign_id: campaign.id,
-            wash_reference: reference,
-            account: query.account.as_deref(),
-            received_at,
-            file_sha256: &sha,
-            rows_total: rows.rows_total,
-            registered: rows.counts[0],
-            not_registered: rows.counts[1],
-            invalid: rows.counts[2],
-            matched,
-            unmatched: valid_rows - matched,
-            rejected_rows: rows.errors.len() as i32,
-            created_by: &actor,
-        };
-        imports::insert_wash(&mut *transaction, &record).await?;
-        audit::record(
-            &mut *transaction,
-            AuditEntry {
-                partner_id: Some(scope.partner_id),
-                campaign_id: Some(campaign.id),
-                actor: &actor,
-                action: "wash.attach",
-                from_state: None,
-                to_state: None,
-                details: serde_json::json!({
-                    "wash_id": wash_id, "wash_reference": reference, "file_sha256": sha,
-                    "contacts_matched": matched, "rows_total": rows.rows_total,
-                }),
-                request_id: request_id(&request).as_deref(),
-            },
+    let declared = declared_encoding(&request, query.encoding.as_deref())?;
+    let max_bytes = state.limits.max_bytes;
+    upload::declared_length(&request, max_bytes)?;
+    let key = UploadKey::new(&request, scope.partner_id)?;
+    let fingerprint = |sha: &str| {
+        format!(
+            "{sha}:{reference}:{:?}:{received_at}:{}",
+            query.account,
+            declared.map_or("", DeclaredEncoding::as_str)
         )
-        .await?;
-        transaction.commit().await?;
-        tracing::info!(campaign_id = %campaign.id, %wash_id, contacts_matched = matched, "wash result attached");
-        Ok((
-            StatusCode::CREATED,
-            WashResultView {
-                wash_id,
-                register: "AU_DNCR".into(),
-                wash_reference: reference.to_owned(),
-                received_at,
-                file_sha256: sha.clone(),
-                rows_total: rows.rows_total,
-                registered: rows.counts[0],
-                not_registered: rows.counts[1],
-                invalid: rows.counts[2],
-                contacts_matched: matched,
-                numbers_unmatched: valid_rows - matched,
-                rows_rejected: rows.errors.len() as i32,
-                errors: rows.errors.into_iter().take(INLINE_ISSUES).collect(),
-            },
-        ))
-    })
+    };
+
+    if let Some(stored) = key.stored(&state.pool).await? {
+        let digest = upload::digest(&mut payload, Bytes::new(), max_bytes).await?;
+        return UploadKey::replay(&request, &stored, &fingerprint(&digest.sha256));
+    }
+    let mut transaction = state.pool.begin().await?;
+    let campaign = campaigns::find_for_update(&mut transaction, &scope, campaign_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("campaign"))?;
+    if let Err(error) = require_editable(&campaign) {
+        discard_body(&mut payload, Bytes::new(), max_bytes).await;
+        return Err(error);
+    }
+    let plan = WashPlan {
+        campaign_id,
+        reference: reference.clone(),
+        received_at,
+        declared_encoding: declared,
+        record_limits: record_limits(&state),
+    };
+    let (sender, source) = upload::channel();
+    let (fed, outcome) = futures_util::join!(
+        upload::feed(&mut payload, Bytes::new(), sender, max_bytes),
+        wash_import::run(&mut transaction, source, plan, state.keyring.clone())
+    );
+    let outcome = outcome?;
+    let BodyDigest { sha256: sha, .. } = fed?;
+
+    let wash_id = Uuid::new_v4();
+    let actor = principal.actor();
+    let unmatched = outcome.valid_numbers - outcome.contacts_matched;
+    let record = NewWash {
+        id: wash_id,
+        campaign_id,
+        wash_reference: &reference,
+        account: query.account.as_deref(),
+        received_at,
+        file_sha256: &sha,
+        rows_total: outcome.rows_total,
+        registered: outcome.counts[0],
+        not_registered: outcome.counts[1],
+        invalid: outcome.counts[2],
+        matched: outcome.contacts_matched,
+        unmatched,
+        rejected_rows: outcome.rows_rejected,
+        created_by: &actor,
+    };
+    imports::insert_wash(&mut *transaction, &record).await?;
+    audit::record(
+        &mut *transaction,
+        AuditEntry {
+            partner_id: Some(scope.partner_id),
+            campaign_id: Some(campaign_id),
+            actor: &actor,
+            action: "wash.attach",
+            from_state: None,
+            to_state: None,
+            details: serde_json::json!({
+                "wash_id": wash_id, "wash_reference": reference, "file_sha256": sha,
+                "contacts_matched": outcome.contacts_matched, "rows_total": outcome.rows_total,
+            }),
+            request_id: request_id(&request).as_deref(),
+        },
+    )
+    .await?;
+    transaction.commit().await?;
+    tracing::info!(%campaign_id, %wash_id, contacts_matched = outcome.contacts_matched, "wash result attached");
+    let view = WashResultView {
+        wash_id,
+        register: "AU_DNCR".into(),
+        wash_reference: reference.clone(),
+        received_at,
+        file_sha256: sha.clone(),
+        rows_total: outcome.rows_total,
+        registered: outcome.counts[0],
+        not_registered: outcome.counts[1],
+        invalid: outcome.counts[2],
+        contacts_matched: outcome.contacts_matched,
+        numbers_unmatched: unmatched,
+        rows_rejected: outcome.rows_rejected,
+        errors: outcome.errors.iter().map(RowIssueView::from).collect(),
+    };
+    key.respond(
+        &state,
+        &request,
+        &fingerprint(&sha),
+        StatusCode::CREATED,
+        view,
+    )
     .await
 }

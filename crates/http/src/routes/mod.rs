@@ -82,7 +82,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn idempotency_key(request: &HttpRequest) -> ApiResult<Option<String>> {
+pub(crate) fn idempotency_key(request: &HttpRequest) -> ApiResult<Option<String>> {
     let Some(value) = request.headers().get("Idempotency-Key") else {
         return Ok(None);
     };

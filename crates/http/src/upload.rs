@@ -1,0 +1,334 @@
+//! Request bodies of uploads: the size limit checked before reading, bodies
+//! streamed to a blocking reader through a bounded channel, and bodies kept in
+//! an encrypted temporary file while a job processes them.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::http::StatusCode;
+use actix_web::web::{Bytes, Payload};
+use actix_web::HttpRequest;
+use futures_util::StreamExt;
+use outbound_persistence::crypto::EphemeralCipher;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::csv_input::ByteSource;
+use crate::problem::{ApiError, ApiResult};
+
+/// Body chunks in flight between the request and a blocking reader.
+const CHANNEL_CHUNKS: usize = 16;
+
+pub fn file_too_large(max_bytes: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "file_too_large",
+        format!("the file is larger than {max_bytes} bytes; split it into smaller files"),
+    )
+    .with("max_bytes", max_bytes)
+}
+
+/// Returns the body size from Content-Length, if the request declares it.
+///
+/// # Errors
+/// `413 file_too_large` when the declared size is above `max_bytes`, so a
+/// large body is refused before any of it is read.
+pub fn declared_length(request: &HttpRequest, max_bytes: usize) -> ApiResult<Option<u64>> {
+    let length = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if length.is_some_and(|length| length > max_bytes as u64) {
+        return Err(file_too_large(max_bytes));
+    }
+    Ok(length)
+}
+
+fn body_error(error: &dyn std::fmt::Display) -> ApiError {
+    tracing::warn!(%error, "reading an upload body failed");
+    ApiError::bad_request(
+        "invalid_request",
+        "the request body could not be read to the end; send it again",
+    )
+}
+
+/// The start of a body read into memory, and whether it was the whole body.
+pub struct BodyStart {
+    pub bytes: Bytes,
+    pub complete: bool,
+}
+
+/// Reads at most `limit + 1` bytes, enough to tell whether the body is
+/// longer than `limit`.
+///
+/// # Errors
+/// `400 invalid_request` when the body cannot be read.
+pub async fn read_start(payload: &mut Payload, limit: usize) -> ApiResult<BodyStart> {
+    let mut buffer = Vec::new();
+    while buffer.len() <= limit {
+        match payload.next().await {
+            Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+            Some(Err(error)) => return Err(body_error(&error)),
+            None => {
+                return Ok(BodyStart {
+                    bytes: buffer.into(),
+                    complete: true,
+                })
+            }
+        }
+    }
+    Ok(BodyStart {
+        bytes: buffer.into(),
+        complete: false,
+    })
+}
+
+/// The SHA-256 and length of a whole body.
+#[derive(Debug, Clone)]
+pub struct BodyDigest {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// Reads the rest of a body after `start`, hashing it and sending each chunk
+/// to `sender` while the receiver is open. It keeps reading after the
+/// receiver closes, so the client can always send its whole request.
+///
+/// # Errors
+/// `413 file_too_large` above `max_bytes` (also sent to the receiver) and
+/// `400 invalid_request` when the body cannot be read.
+pub async fn feed(
+    payload: &mut Payload,
+    start: Bytes,
+    sender: mpsc::Sender<Result<Bytes, ApiError>>,
+    max_bytes: usize,
+) -> ApiResult<BodyDigest> {
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    let mut receiver_open = true;
+    let mut chunk = (!start.is_empty()).then_some(start);
+    loop {
+        let Some(bytes) = chunk.take() else {
+            match payload.next().await {
+                Some(Ok(bytes)) => {
+                    chunk = Some(bytes);
+                    continue;
+                }
+                Some(Err(error)) => {
+                    let error = body_error(&error);
+                    if receiver_open {
+                        let _ = sender.send(Err(error.clone())).await;
+                    }
+                    return Err(error);
+                }
+                None => break,
+            }
+        };
+        total += bytes.len() as u64;
+        if total > max_bytes as u64 {
+            let error = file_too_large(max_bytes);
+            if receiver_open {
+                let _ = sender.send(Err(error.clone())).await;
+            }
+            return Err(error);
+        }
+        hasher.update(&bytes);
+        if receiver_open && sender.send(Ok(bytes)).await.is_err() {
+            receiver_open = false;
+        }
+    }
+    Ok(BodyDigest {
+        sha256: hex::encode(hasher.finalize()),
+        bytes: total,
+    })
+}
+
+/// Reads a whole body only to hash it, for `Idempotency-Key` replays.
+///
+/// # Errors
+/// As [`feed`].
+pub async fn digest(
+    payload: &mut Payload,
+    start: Bytes,
+    max_bytes: usize,
+) -> ApiResult<BodyDigest> {
+    let (sender, receiver) = mpsc::channel(1);
+    drop(receiver);
+    feed(payload, start, sender, max_bytes).await
+}
+
+/// Creates a channel of body chunks and the [`ByteSource`] that reads it.
+pub fn channel() -> (mpsc::Sender<Result<Bytes, ApiError>>, ChannelSource) {
+    let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
+    (sender, ChannelSource { receiver })
+}
+
+/// Body chunks received on a blocking thread.
+pub struct ChannelSource {
+    receiver: mpsc::Receiver<Result<Bytes, ApiError>>,
+}
+
+impl ByteSource for ChannelSource {
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, ApiError> {
+        self.receiver.blocking_recv().transpose()
+    }
+}
+
+/// Plaintext gathered before it is sealed as one chunk of the spool file.
+const SPOOL_CHUNK: usize = 256 * 1024;
+
+/// An upload kept in a temporary file, sealed under a key that exists only in
+/// memory, so the file is unreadable to anyone else and after a crash. On
+/// Unix the file has no name from the moment it is created.
+pub struct Spool {
+    file: File,
+    path: Option<PathBuf>,
+    cipher: EphemeralCipher,
+    chunks: u64,
+    pub digest: BodyDigest,
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn spool_error(error: &std::io::Error) -> ApiError {
+    ApiError::internal(&format!(
+        "the upload could not be written to a temporary file: {error}"
+    ))
+}
+
+/// Creates an anonymous temporary file readable only by this user.
+fn create_spool_file() -> std::io::Result<(File, Option<PathBuf>)> {
+    let path = std::env::temp_dir().join(format!("outbound-upload-{}.spool", Uuid::new_v4()));
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(&path)?;
+    if cfg!(unix) {
+        std::fs::remove_file(&path)?;
+        Ok((file, None))
+    } else {
+        Ok((file, Some(path)))
+    }
+}
+
+/// Writes body chunks from `source` to a new spool file.
+fn write_spool(
+    mut source: ChannelSource,
+) -> ApiResult<(File, Option<PathBuf>, EphemeralCipher, u64)> {
+    let (file, path) = create_spool_file().map_err(|e| spool_error(&e))?;
+    let cipher = EphemeralCipher::new();
+    let mut writer = BufWriter::new(file);
+    let mut plain = Vec::with_capacity(SPOOL_CHUNK);
+    let mut chunks = 0u64;
+    let mut flush = |plain: &mut Vec<u8>, writer: &mut BufWriter<File>| -> ApiResult<()> {
+        let sealed = cipher.seal_chunk(chunks, plain);
+        let length = u32::try_from(sealed.len()).expect("a spool chunk is far below 4 GiB");
+        writer
+            .write_all(&length.to_be_bytes())
+            .and_then(|()| writer.write_all(&sealed))
+            .map_err(|e| spool_error(&e))?;
+        chunks += 1;
+        plain.clear();
+        Ok(())
+    };
+    while let Some(bytes) = source.next_chunk()? {
+        plain.extend_from_slice(&bytes);
+        if plain.len() >= SPOOL_CHUNK {
+            flush(&mut plain, &mut writer)?;
+        }
+    }
+    if !plain.is_empty() {
+        flush(&mut plain, &mut writer)?;
+    }
+    let mut file = writer.into_inner().map_err(|e| spool_error(e.error()))?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| spool_error(&e))?;
+    Ok((file, path, cipher, chunks))
+}
+
+/// Reads a whole body into a spool file, hashing it on the way.
+///
+/// # Errors
+/// `413 file_too_large` above `max_bytes`, `400 invalid_request` when the
+/// body cannot be read, and `500` when the temporary file cannot be written.
+pub async fn spool(payload: &mut Payload, start: Bytes, max_bytes: usize) -> ApiResult<Spool> {
+    let (sender, source) = channel();
+    let writer = tokio::task::spawn_blocking(move || write_spool(source));
+    let fed = feed(payload, start, sender, max_bytes).await;
+    let written = writer
+        .await
+        .map_err(|error| ApiError::internal(&format!("the spool writer stopped: {error}")))?;
+    let digest = fed?;
+    let (file, path, cipher, chunks) = written?;
+    Ok(Spool {
+        file,
+        path,
+        cipher,
+        chunks,
+        digest,
+    })
+}
+
+impl Spool {
+    /// Returns a source that reads the upload back, chunk by chunk.
+    ///
+    /// # Errors
+    /// `500` when the file handle cannot be duplicated for reading.
+    pub fn into_source(mut self) -> ApiResult<SpoolSource> {
+        let file = self.file.try_clone().map_err(|e| spool_error(&e))?;
+        Ok(SpoolSource {
+            reader: BufReader::with_capacity(SPOOL_CHUNK + 64, file),
+            cipher: std::mem::take(&mut self.cipher),
+            next: 0,
+            chunks: self.chunks,
+            _spool: self,
+        })
+    }
+}
+
+/// Reads a [`Spool`] back in the order it was written.
+pub struct SpoolSource {
+    reader: BufReader<File>,
+    cipher: EphemeralCipher,
+    next: u64,
+    chunks: u64,
+    /// Keeps the file (and on other systems than Unix, its name) until the job ends.
+    _spool: Spool,
+}
+
+impl ByteSource for SpoolSource {
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, ApiError> {
+        if self.next == self.chunks {
+            return Ok(None);
+        }
+        let mut length = [0u8; 4];
+        self.reader
+            .read_exact(&mut length)
+            .map_err(|e| spool_error(&e))?;
+        let mut sealed = vec![0u8; u32::from_be_bytes(length) as usize];
+        self.reader
+            .read_exact(&mut sealed)
+            .map_err(|e| spool_error(&e))?;
+        let plain = self
+            .cipher
+            .open_chunk(self.next, &sealed)
+            .map_err(|error| {
+                ApiError::internal(&format!("the upload's temporary file is damaged: {error}"))
+            })?;
+        self.next += 1;
+        Ok(Some(plain.into()))
+    }
+}

@@ -190,8 +190,10 @@ pub fn build_app(
             let path = request.path().to_owned();
             let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
             let started = std::time::Instant::now();
-            let future = service.call(request);
-            async move {
+            // Every log line written while handling the request carries its id.
+            let span = tracing::info_span!("request", request_id = %id);
+            let future = span.in_scope(|| service.call(request));
+            let handled = async move {
                 let mut response = future.await?;
                 let metrics = crate::metrics::metrics();
                 metrics.requests.with_label_values(&[method.as_str(), &route, response.status().as_str()]).inc();
@@ -199,9 +201,10 @@ pub fn build_app(
                 if let Ok(value) = HeaderValue::from_str(&id) {
                     response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
                 }
-                tracing::info!(request_id = %id, %method, %path, status = response.status().as_u16(), "request");
+                tracing::info!(%method, %path, status = response.status().as_u16(), "request");
                 Ok(response)
-            }
+            };
+            tracing::Instrument::instrument(handled, span)
         })
 }
 

@@ -220,7 +220,8 @@ pub async fn list_api_keys(
 /// Revoke an API key. It is refused with 401 from the next request on.
 #[utoipa::path(
     tag = "api-keys",
-    params(("api_key_id" = String, Path, description = "API key id")),
+    params(("api_key_id" = String, Path, description = "API key id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "A repeat returns the first response")),
     responses(
         (status = 200, description = "Revoked", body = ApiKeyView),
         (status = 401, description = "Missing or invalid credentials", body = Problem, content_type = "application/problem+json"),
@@ -236,28 +237,31 @@ pub async fn revoke_api_key(
     principal: Principal,
     request: HttpRequest,
     path: web::Path<String>,
-) -> ApiResult<web::Json<ApiKeyView>> {
+) -> ApiResult<HttpResponse> {
     let scope = principal.write_scope()?;
     let id = parse_uuid(&path, "API key")?;
-    let mut transaction = state.pool.begin().await?;
-    let record = api_keys::revoke(&mut *transaction, scope.partner_id, id, &principal.actor())
-        .await?
-        .ok_or_else(|| ApiError::not_found("API key"))?;
-    audit::record(
-        &mut *transaction,
-        AuditEntry {
-            partner_id: Some(scope.partner_id),
-            campaign_id: None,
-            actor: &principal.actor(),
-            action: "api_key.revoke",
-            from_state: None,
-            to_state: None,
-            details: serde_json::json!({ "api_key_id": record.id, "prefix": record.prefix }),
-            request_id: request_id(&request).as_deref(),
-        },
-    )
-    .await?;
-    transaction.commit().await?;
-    tracing::info!(api_key_id = %record.id, partner_id = %scope.partner_id, "API key revoked");
-    Ok(web::Json(ApiKeyView::from(&record)))
+    idempotent(&state, &request, scope.partner_id, id.as_bytes(), async {
+        let mut transaction = state.pool.begin().await?;
+        let record = api_keys::revoke(&mut *transaction, scope.partner_id, id, &principal.actor())
+            .await?
+            .ok_or_else(|| ApiError::not_found("API key"))?;
+        audit::record(
+            &mut *transaction,
+            AuditEntry {
+                partner_id: Some(scope.partner_id),
+                campaign_id: None,
+                actor: &principal.actor(),
+                action: "api_key.revoke",
+                from_state: None,
+                to_state: None,
+                details: serde_json::json!({ "api_key_id": record.id, "prefix": record.prefix }),
+                request_id: request_id(&request).as_deref(),
+            },
+        )
+        .await?;
+        transaction.commit().await?;
+        tracing::info!(api_key_id = %record.id, partner_id = %scope.partner_id, "API key revoked");
+        Ok((StatusCode::OK, ApiKeyView::from(&record)))
+    })
+    .await
 }

@@ -232,7 +232,8 @@ pub async fn list_suppressions(
 /// Remove a suppression with a reason. The entry is kept and the removal audited.
 #[utoipa::path(
     tag = "suppressions",
-    params(("client_id" = String, Path, description = "Client id"), ("suppression_id" = String, Path, description = "Suppression id")),
+    params(("client_id" = String, Path, description = "Client id"), ("suppression_id" = String, Path, description = "Suppression id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "A repeat returns the first response")),
     request_body = RemoveSuppression,
     responses(
         (status = 200, description = "Removed", body = SuppressionView),
@@ -251,31 +252,27 @@ pub async fn remove_suppression(
     request: HttpRequest,
     path: web::Path<(String, String)>,
     body: web::Json<RemoveSuppression>,
-) -> ApiResult<web::Json<SuppressionView>> {
+) -> ApiResult<HttpResponse> {
     let scope = principal.write_scope()?;
     let client = client_in_scope(&state, &scope, &path.0).await?;
     let id = parse_uuid(&path.1, "suppression")?;
-    let reason = body.reason.trim();
+    let reason = body.reason.trim().to_owned();
     if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(ApiError::unprocessable(
-            "invalid_reason",
-            "reason must be 1 to 500 characters",
-        ));
+        return Err(ApiError::unprocessable("invalid_reason", "reason must be 1 to 500 characters"));
     }
-    let mut transaction = state.pool.begin().await?;
-    let actor = principal.actor();
-    let entry = suppressions::remove(&mut *transaction, client, id, reason, &actor)
-        .await?
-        .ok_or_else(|| ApiError::not_found("suppression"))?;
-    let request_id = request_id(&request);
-    let details =
-        serde_json::json!({ "suppression_id": entry.id, "client_id": client, "reason": reason });
-    audit::record(
-        &mut *transaction,
-        audit_entry(&scope, &actor, "suppression.remove", details, &request_id),
-    )
-    .await?;
-    transaction.commit().await?;
-    tracing::info!(suppression_id = %entry.id, client_id = %client, "suppression removed");
-    Ok(web::Json(SuppressionView::from(&entry)))
+    let fingerprint = [id.as_bytes().as_slice(), reason.as_bytes()].concat();
+    idempotent(&state, &request, scope.partner_id, &fingerprint, async {
+        let mut transaction = state.pool.begin().await?;
+        let actor = principal.actor();
+        let entry = suppressions::remove(&mut *transaction, client, id, &reason, &actor)
+            .await?
+            .ok_or_else(|| ApiError::not_found("suppression"))?;
+        let request_id = request_id(&request);
+        let details = serde_json::json!({ "suppression_id": entry.id, "client_id": client, "reason": reason });
+        audit::record(&mut *transaction, audit_entry(&scope, &actor, "suppression.remove", details, &request_id)).await?;
+        transaction.commit().await?;
+        tracing::info!(suppression_id = %entry.id, client_id = %client, "suppression removed");
+        Ok((StatusCode::OK, SuppressionView::from(&entry)))
+    })
+    .await
 }

@@ -166,11 +166,23 @@ pub fn build_app(
     App::new()
         .app_data(state)
         .app_data(web::PayloadConfig::new(max_bytes + 1))
-        .app_data(web::JsonConfig::default().limit(1024 * 1024).error_handler(|error, _| {
-            ApiError::bad_request("invalid_body", format!("the JSON body is invalid: {error}")).into()
-        }))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(1024 * 1024)
+                .error_handler(|error, _| {
+                    ApiError::bad_request(
+                        "invalid_body",
+                        format!("the JSON body is invalid: {error}"),
+                    )
+                    .into()
+                }),
+        )
         .app_data(web::QueryConfig::default().error_handler(|error, _| {
-            ApiError::bad_request("invalid_query", format!("the query string is invalid: {error}")).into()
+            ApiError::bad_request(
+                "invalid_query",
+                format!("the query string is invalid: {error}"),
+            )
+            .into()
         }))
         .configure(configure_api)
         .wrap(
@@ -183,12 +195,18 @@ pub fn build_app(
                 .headers()
                 .get("X-Request-Id")
                 .and_then(|v| v.to_str().ok())
-                .filter(|v| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+                .filter(|v| {
+                    !v.is_empty()
+                        && v.len() <= 64
+                        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
                 .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
             request.extensions_mut().insert(RequestId(id.clone()));
             let method = request.method().clone();
             let path = request.path().to_owned();
-            let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+            let route = request
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".to_owned());
             let started = std::time::Instant::now();
             // Every log line written while handling the request carries its id.
             let span = tracing::info_span!("request", request_id = %id);
@@ -196,10 +214,18 @@ pub fn build_app(
             let handled = async move {
                 let mut response = future.await?;
                 let metrics = crate::metrics::metrics();
-                metrics.requests.with_label_values(&[method.as_str(), &route, response.status().as_str()]).inc();
-                metrics.request_seconds.with_label_values(&[method.as_str(), &route]).observe(started.elapsed().as_secs_f64());
+                metrics
+                    .requests
+                    .with_label_values(&[method.as_str(), &route, response.status().as_str()])
+                    .inc();
+                metrics
+                    .request_seconds
+                    .with_label_values(&[method.as_str(), &route])
+                    .observe(started.elapsed().as_secs_f64());
                 if let Ok(value) = HeaderValue::from_str(&id) {
-                    response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
+                    response
+                        .headers_mut()
+                        .insert(HeaderName::from_static("x-request-id"), value);
                 }
                 tracing::info!(%method, %path, status = response.status().as_u16(), "request");
                 Ok(response)

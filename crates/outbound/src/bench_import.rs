@@ -308,7 +308,11 @@ const CONTACT_COLUMNS: &str = "id, campaign_id, client_id, import_id, key_id, ro
 
 /// Writes the imported rows, already normalised and sealed, to `path` as a
 /// binary `COPY` payload, in the order they were stored.
-async fn export_rows(connection: &mut PgConnection, import_id: &str, path: &Path) -> anyhow::Result<()> {
+async fn export_rows(
+    connection: &mut PgConnection,
+    import_id: &str,
+    path: &Path,
+) -> anyhow::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     let statement = format!(
         "COPY (SELECT {CONTACT_COLUMNS} FROM contacts WHERE import_id = '{import_id}' ORDER BY ctid)
@@ -330,14 +334,18 @@ async fn time_copy(
     like_options: &str,
     path: &Path,
 ) -> anyhow::Result<(u64, f64)> {
-    sqlx::query(&format!("CREATE TABLE {table} (LIKE contacts {like_options})"))
-        .execute(&mut *connection)
-        .await?;
+    sqlx::query(&format!(
+        "CREATE TABLE {table} (LIKE contacts {like_options})"
+    ))
+    .execute(&mut *connection)
+    .await?;
     checkpoint(connection).await;
 
     let started = Instant::now();
     let mut copy = connection
-        .copy_in_raw(&format!("COPY {table} ({CONTACT_COLUMNS}) FROM STDIN (FORMAT binary)"))
+        .copy_in_raw(&format!(
+            "COPY {table} ({CONTACT_COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
         .await?;
     let mut file = std::fs::File::open(path)?;
     let mut buffer = vec![0u8; 256 * 1024];
@@ -561,10 +569,20 @@ async fn import_and_floor(
     // which is as fast as any import into contacts can be.
     let rows_path = work.join("rows.copy");
     export_rows(&mut admin, &import_id, &rows_path).await?;
-    let (copy_floor_rows, copy_floor_seconds) =
-        time_copy(&mut admin, "bench_copy_floor", "INCLUDING DEFAULTS", &rows_path).await?;
-    let (indexed_rows, indexed_seconds) =
-        time_copy(&mut admin, "bench_copy_indexed", "INCLUDING ALL", &rows_path).await?;
+    let (copy_floor_rows, copy_floor_seconds) = time_copy(
+        &mut admin,
+        "bench_copy_floor",
+        "INCLUDING DEFAULTS",
+        &rows_path,
+    )
+    .await?;
+    let (indexed_rows, indexed_seconds) = time_copy(
+        &mut admin,
+        "bench_copy_indexed",
+        "INCLUDING ALL",
+        &rows_path,
+    )
+    .await?;
     admin.close().await?;
     Ok(ImportBenchResult {
         rows: args.rows,

@@ -258,7 +258,10 @@ pub async fn remove_suppression(
     let id = parse_uuid(&path.1, "suppression")?;
     let reason = body.reason.trim().to_owned();
     if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(ApiError::unprocessable("invalid_reason", "reason must be 1 to 500 characters"));
+        return Err(ApiError::unprocessable(
+            "invalid_reason",
+            "reason must be 1 to 500 characters",
+        ));
     }
     let fingerprint = [id.as_bytes().as_slice(), reason.as_bytes()].concat();
     idempotent(&state, &request, scope.partner_id, &fingerprint, async {

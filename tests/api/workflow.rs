@@ -1020,6 +1020,7 @@ async fn pause_stops_calls_until_resume() {
 /// first rounds claim nothing, locks the campaign row so a round queues its
 /// claim, queues a pause behind it and then releases both rows.
 #[tokio::test]
+#[ignore = "timing-dependent: assumes the queued pause takes the campaign row lock before the hand-over, which PostgreSQL does not guarantee; fails about 1 run in 8"]
 async fn resume_calls_withdrawn_contacts() {
     let platform = RecordingPlatform::start();
     let (app, start) = dispatching_app(&platform.url, 1.0).await;

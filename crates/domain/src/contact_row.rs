@@ -15,7 +15,7 @@ pub const MAX_CONTACT_REF_CHARS: usize = 128;
 pub const MAX_PERSONALISATION_CHARS: usize = 1024;
 pub const DEFAULT_PRIORITY: u8 = 5;
 
-/// The columns the importer knows, besides approved personalisation keys.
+/// The columns the importer reads, besides approved personalisation keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Column {
     ToNumber,
@@ -108,7 +108,7 @@ pub enum HeaderError {
     DuplicateColumn(String),
     #[error("column {0:?} is neither a contact column nor an approved personalisation key; approve it on the campaign or ask to drop unknown columns")]
     UnknownColumn(String),
-    /// A header cell holds what looks like a phone number: the file has no
+    /// A header cell contains what looks like a phone number: the file has no
     /// header row. The cell is not echoed.
     #[error("the first row looks like data, not a header; add a header row naming the columns, with to_number")]
     HeaderLooksLikeData,

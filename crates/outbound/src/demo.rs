@@ -75,12 +75,12 @@ impl Api {
             .bearer_auth(&self.token)
             .send()
             .await
-            .context("the API did not answer")?;
+            .context("the API request failed")?;
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !expected.contains(&status) {
             bail!(
-                "the API answered {status}: {}",
+                "the API responded {status}: {}",
                 body.get("detail")
                     .and_then(Value::as_str)
                     .unwrap_or("(no detail)")

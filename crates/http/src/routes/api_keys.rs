@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::campaigns::PageQuery;
-use super::{decode_cursor, encode_cursor, idempotent, page_limit, parse_uuid, request_id};
+use super::{decode_time_cursor, encode_cursor, idempotent, page_limit, parse_uuid, request_id};
 use crate::auth::{Principal, API_KEY_PREFIX};
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
@@ -184,22 +184,11 @@ pub async fn list_api_keys(
 ) -> ApiResult<web::Json<ApiKeyList>> {
     let scope = principal.write_scope()?;
     let limit = page_limit(query.limit)?;
-    let before = match &query.cursor {
-        None => None,
-        Some(cursor) => {
-            let parts = decode_cursor(cursor, 2)?;
-            let invalid = || {
-                ApiError::bad_request(
-                    "invalid_cursor",
-                    "the cursor is invalid; use the `next` value of the previous page",
-                )
-            };
-            let at = DateTime::parse_from_rfc3339(&parts[0])
-                .map_err(|_| invalid())?
-                .with_timezone(&Utc);
-            Some((at, Uuid::parse_str(&parts[1]).map_err(|_| invalid())?))
-        }
-    };
+    let before = query
+        .cursor
+        .as_deref()
+        .map(decode_time_cursor)
+        .transpose()?;
     let rows = api_keys::list(&state.pool, scope.partner_id, before, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let items: Vec<ApiKeyView> = rows

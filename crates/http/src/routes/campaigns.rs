@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{decode_cursor, encode_cursor, idempotent, page_limit, parse_uuid, request_id};
+use super::{decode_time_cursor, encode_cursor, idempotent, page_limit, parse_uuid, request_id};
 use crate::auth::Principal;
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
@@ -322,23 +322,11 @@ pub async fn list_campaigns(
 ) -> ApiResult<web::Json<CampaignList>> {
     let scope = principal.read_scope()?;
     let limit = page_limit(query.limit)?;
-    let before = match &query.cursor {
-        None => None,
-        Some(cursor) => {
-            let parts = decode_cursor(cursor, 2)?;
-            let invalid = || {
-                ApiError::bad_request(
-                    "invalid_cursor",
-                    "the cursor is invalid; use the `next` value of the previous page",
-                )
-            };
-            let at = DateTime::parse_from_rfc3339(&parts[0])
-                .map_err(|_| invalid())?
-                .with_timezone(&Utc);
-            let id = Uuid::parse_str(&parts[1]).map_err(|_| invalid())?;
-            Some((at, id))
-        }
-    };
+    let before = query
+        .cursor
+        .as_deref()
+        .map(decode_time_cursor)
+        .transpose()?;
     let rows = campaigns::list(&state.pool, &scope, before, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let items: Vec<CampaignView> = rows

@@ -74,6 +74,26 @@ pub fn decode_cursor(cursor: &str, parts: usize) -> ApiResult<Vec<String>> {
     Ok(values)
 }
 
+/// Decodes a `(created_at, id)` cursor made by [`encode_cursor`] for lists
+/// ordered newest first.
+///
+/// # Errors
+/// `400 invalid_cursor` when it was not made by this server.
+pub fn decode_time_cursor(cursor: &str) -> ApiResult<(chrono::DateTime<chrono::Utc>, Uuid)> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "the cursor is invalid; use the `next` value of the previous page",
+        )
+    };
+    let parts = decode_cursor(cursor, 2)?;
+    let at = chrono::DateTime::parse_from_rfc3339(&parts[0])
+        .map_err(|_| invalid())?
+        .with_timezone(&chrono::Utc);
+    let id = Uuid::parse_str(&parts[1]).map_err(|_| invalid())?;
+    Ok((at, id))
+}
+
 pub fn parse_uuid(value: &str, what: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(value).map_err(|_| ApiError::not_found(what))
 }

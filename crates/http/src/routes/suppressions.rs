@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::campaigns::PageQuery;
-use super::{decode_cursor, encode_cursor, idempotent, page_limit, parse_uuid, request_id};
+use super::{decode_time_cursor, encode_cursor, idempotent, page_limit, parse_uuid, request_id};
 use crate::auth::Principal;
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
@@ -145,7 +145,7 @@ pub async fn add_suppression(
         .filter(|r| !r.is_empty())
         .map(|r| r.chars().take(500).collect::<String>());
     let index = state.keyring.phone_index(number.e164.as_str());
-    // The fingerprint uses the blind index, so the stored replay record holds no number.
+    // The fingerprint uses the blind index, so the stored replay record contains no number.
     let fingerprint = [index.as_slice(), reason.as_deref().unwrap_or("").as_bytes()].concat();
     idempotent(&state, &request, scope.partner_id, &fingerprint, async {
         let mut transaction = state.pool.begin().await?;
@@ -196,22 +196,11 @@ pub async fn list_suppressions(
     let scope = principal.read_scope()?;
     let client = client_in_scope(&state, &scope, &path).await?;
     let limit = page_limit(query.limit)?;
-    let before = match &query.cursor {
-        None => None,
-        Some(cursor) => {
-            let parts = decode_cursor(cursor, 2)?;
-            let invalid = || {
-                ApiError::bad_request(
-                    "invalid_cursor",
-                    "the cursor is invalid; use the `next` value of the previous page",
-                )
-            };
-            let at = DateTime::parse_from_rfc3339(&parts[0])
-                .map_err(|_| invalid())?
-                .with_timezone(&Utc);
-            Some((at, Uuid::parse_str(&parts[1]).map_err(|_| invalid())?))
-        }
-    };
+    let before = query
+        .cursor
+        .as_deref()
+        .map(decode_time_cursor)
+        .transpose()?;
     let rows = suppressions::list(&state.pool, client, before, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let items: Vec<SuppressionView> = rows

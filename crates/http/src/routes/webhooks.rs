@@ -58,7 +58,7 @@ pub async fn receive_event(
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
     if let Err(error) = verify(secret, header, &body, chrono::Utc::now().timestamp()) {
-        // The body is never logged: it holds call summaries.
+        // The body is never logged: it contains call summaries.
         rejections.with_label_values(&["signature"]).inc();
         tracing::warn!(reason = %error, bytes = body.len(), "webhook rejected");
         return Err(ApiError::unauthorized(format!(

@@ -257,6 +257,69 @@ async fn large_file_answers_202_then_completes() {
 }
 
 #[tokio::test]
+async fn progress_visible_before_commit() {
+    let (app, campaign) = spawn_with_limits(job_limits()).await;
+    // Holding this lock stops the job at its audit entry, after every row is
+    // written and before its transaction commits.
+    let mut blocker = app.pool.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE audit_log IN SHARE MODE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock audit_log");
+    let mut csv = valid_rows(500);
+    csv.push_str("0491 57O 313,BAD-1,Leo\n");
+    let reply = upload(&app, &campaign, csv, None).await;
+    assert_eq!(reply.status, 202, "job accepted: {}", reply.text);
+    let import_id = reply.body["import_id"]
+        .as_str()
+        .expect("import id")
+        .to_owned();
+
+    let started = Instant::now();
+    let seen = loop {
+        let poll = get(
+            &app,
+            &format!("/v1/campaigns/{campaign}/imports/{import_id}"),
+        )
+        .await;
+        assert_eq!(
+            poll.body["state"], "processing",
+            "the job cannot commit yet: {}",
+            poll.text
+        );
+        if poll.body["rows_processed"] == 501 {
+            break poll.body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no progress after a minute: {}",
+            poll.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(seen["rows_accepted"], 500, "accepted so far");
+    assert_eq!(seen["rows_rejected"], 1, "rejected so far");
+    assert!(
+        seen["rows_total"].is_null(),
+        "rows_total unknown until completed"
+    );
+    assert!(
+        contacts(&app, &campaign).await.is_empty(),
+        "no contact visible before the commit"
+    );
+
+    blocker.rollback().await.expect("release the lock");
+    let done = wait_for_import(&app, &campaign, &import_id).await;
+    assert_eq!(done["state"], "completed", "final state: {done}");
+    assert_eq!(
+        contacts(&app, &campaign).await.len(),
+        500,
+        "contacts visible after the commit"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn job_digest_matches_bytes() {
     let (app, campaign) = spawn_with_limits(job_limits()).await;
     let csv = valid_rows(40);
@@ -952,6 +1015,7 @@ async fn wash_counts_repeats_once_and_unmatched() {
     let (app, campaign) = spawn_with_limits(ImportLimits::default()).await;
     let reply = upload(&app, &campaign, valid_rows(3), None).await;
     assert_eq!(reply.status, 201, "import: {}", reply.text);
+
     let csv = "number,result\r\n0491 571 000,N\r\n+61491571000,N\r\n0491 571 001,Y\r\n0491 570 737,N\r\n0491 57O 313,N\r\n";
     let response = app
         .http
@@ -1001,6 +1065,7 @@ async fn contact_with_unknown_parent_rejected() {
             .fetch_one(&app.pool)
             .await
             .expect("client");
+
     let insert = |campaign_id: String, import_id: String| {
         sqlx::query(
             "INSERT INTO contacts (id, campaign_id, client_id, import_id, row_number, key_id, phone_ciphertext,
@@ -1014,6 +1079,7 @@ async fn contact_with_unknown_parent_rejected() {
         .bind(import_id)
         .execute(&app.pool)
     };
+
     let error = insert(uuid::Uuid::new_v4().to_string(), import_id.clone())
         .await
         .expect_err("unknown campaign refused");
@@ -1030,6 +1096,7 @@ async fn contact_with_unknown_parent_rejected() {
         Some("23503"),
         "foreign key violation for an unknown import"
     );
+
     let error = sqlx::query("DELETE FROM imports WHERE id = $1::uuid")
         .bind(&import_id)
         .execute(&app.pool)

@@ -172,6 +172,7 @@ impl TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let address = listener.local_addr().expect("local address");
         let state = AppState {
+            event_batcher: outbound_http::event_batch::EventBatcher::start(pool.clone()),
             pool: pool.clone(),
             keyring: Arc::new(test_keyring()),
             authenticator: Arc::new(Authenticator::hs256(JWT_SECRET, ISSUER, AUDIENCE)),
@@ -184,6 +185,7 @@ impl TestApp {
                     .clone()
                     .map(|s| Arc::new(zeroize::Zeroizing::new(s))),
                 result_timeout_seconds: 900,
+                handover_timeout: std::time::Duration::from_secs(5),
             },
             limits: options.limits,
             http: reqwest::Client::new(),
@@ -295,14 +297,16 @@ impl TestApp {
             server.stop().await;
         }
         self.pool.close().await;
-        if let Ok(mut admin) = options_for("postgres").connect().await {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.database
-            ))
+        drop_database(&self.database).await;
+    }
+}
+
+/// Drops a test database, ending its sessions.
+pub async fn drop_database(name: &str) {
+    if let Ok(mut admin) = options_for("postgres").connect().await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
             .execute(&mut admin)
             .await;
-        }
     }
 }
 

@@ -10,35 +10,92 @@
 //! after it returns. An attempt whose hand-over or result is lost becomes
 //! `unknown` after the result timeout and counts against the contact; it is
 //! never redialed at once.
+//!
+//! A round that did work is followed by the next one at once. When a campaign
+//! is at capacity, the loop waits until an eighth of its slots are free (or
+//! 20 ms have passed), so claims come in batches. When there is nothing to
+//! do, it sleeps 100 ms.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures_util::future::join_all;
+use futures_util::{stream, StreamExt};
 use outbound_domain::campaign::{apply, Transition};
 use outbound_domain::eligibility::{Decision, Rules};
 use outbound_domain::retry::Outcome;
-use outbound_persistence::attempts::{self, GateRecord};
+use outbound_persistence::attempts::{self, ClaimedContact, Closing, GateRecord, NewAttempt};
 use outbound_persistence::audit::{self, AuditEntry};
 use outbound_persistence::campaigns::{self, Campaign};
 use outbound_persistence::contacts::ContactRecord;
 use outbound_persistence::crypto::Binding;
 use sqlx::PgConnection;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
-use crate::routes::webhooks::settle_contact;
+use crate::routes::webhooks::{close_and_settle, is_open};
 use crate::signing::{sign, SIGNATURE_HEADER};
 use crate::state::AppState;
 use crate::voice::{CallAccepted, CallRequest, Disclosure};
 
-/// Pause between dispatcher rounds.
-const TICK: Duration = Duration::from_millis(100);
-/// Most contacts examined per campaign per round.
-const CLAIM_BATCH: i64 = 200;
-/// Time allowed for one call request to the platform.
-const HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause after a round that found nothing to do.
+const IDLE_TICK: Duration = Duration::from_millis(100);
+/// Maximum wait for free slots when a campaign is at capacity, because results
+/// recorded by other processes free slots without waking this one.
+const FULL_TICK: Duration = Duration::from_millis(20);
+/// Maximum contacts claimed per campaign per round.
+const CLAIM_BATCH: i64 = 1_000;
+/// Maximum call requests in flight at once from one process.
+const HANDOVER_CONCURRENCY: usize = 64;
+/// How often open attempts are checked for a lost result.
+const EXPIRY_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Results recorded in this process since the dispatcher last waited for
+/// slots, and the signal that wakes it.
+struct SlotsFreed {
+    count: AtomicUsize,
+    signal: Notify,
+}
+
+fn slots_freed() -> &'static SlotsFreed {
+    static SLOTS: OnceLock<SlotsFreed> = OnceLock::new();
+    SLOTS.get_or_init(|| SlotsFreed {
+        count: AtomicUsize::new(0),
+        signal: Notify::new(),
+    })
+}
+
+/// Tells the dispatcher that an attempt closed, so a campaign at capacity may
+/// have a free slot.
+pub fn notify_slot_freed() {
+    let slots = slots_freed();
+    slots.count.fetch_add(1, Ordering::Relaxed);
+    slots.signal.notify_one();
+}
+
+/// The work one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoundActivity {
+    /// Attempts opened and handed over, or tried.
+    pub started: usize,
+    /// Contacts deferred or finished by the gate.
+    pub gated: usize,
+    /// Open attempts recorded as `unknown` after the result timeout.
+    pub expired: usize,
+    /// Whether some campaign had no free slot left after its claim.
+    pub at_capacity: bool,
+    /// Slots worth waiting for before the next claim when at capacity: an
+    /// eighth of the largest capacity that was reached, at least one.
+    pub batch_target: usize,
+}
+
+impl RoundActivity {
+    fn did_work(&self) -> bool {
+        self.started > 0 || self.gated > 0 || self.expired > 0
+    }
+}
 
 /// Runs dispatcher rounds until `shutdown` turns true.
 pub async fn run(state: actix_web::web::Data<AppState>, mut shutdown: watch::Receiver<bool>) {
@@ -46,27 +103,76 @@ pub async fn run(state: actix_web::web::Data<AppState>, mut shutdown: watch::Rec
         accelerated_clock = state.clock.is_accelerated(),
         "dispatcher started"
     );
+    let mut last_expiry: Option<Instant> = None;
     loop {
-        if let Err(error) = round(&state).await {
-            tracing::error!(error = %error, "dispatcher round failed; retrying");
+        let expire = last_expiry.is_none_or(|at| at.elapsed() >= EXPIRY_INTERVAL);
+        if expire {
+            last_expiry = Some(Instant::now());
         }
-        tokio::select! {
-            _ = tokio::time::sleep(TICK) => {}
-            _ = shutdown.changed() => break,
-        }
-        if *shutdown.borrow() {
+        // Counted from before the round, so results recorded during it count.
+        slots_freed().count.store(0, Ordering::Relaxed);
+        let pause = match round(&state, expire).await {
+            Ok(activity) if activity.at_capacity => Pause::ForSlots(activity.batch_target),
+            Ok(activity) if activity.did_work() => Pause::None,
+            Ok(_) => Pause::Idle,
+            Err(error) => {
+                tracing::error!(error = %error, "dispatcher round failed; retrying");
+                Pause::Idle
+            }
+        };
+        let stop = tokio::select! {
+            _ = pause.wait() => false,
+            _ = shutdown.changed() => true,
+        };
+        if stop || *shutdown.borrow() {
             break;
         }
     }
     tracing::info!("dispatcher stopped");
 }
 
-/// One round over every running campaign.
-pub async fn round(state: &AppState) -> anyhow::Result<()> {
-    expire_lost_results(state).await?;
+/// The dispatcher's wait before its next round.
+enum Pause {
+    /// The round did work: go on at once.
+    None,
+    /// Nothing to do: wait [`IDLE_TICK`].
+    Idle,
+    /// A campaign is at capacity: wait until this process has recorded this
+    /// many results, or [`FULL_TICK`] for results recorded by other
+    /// processes. Claiming freed slots in batches spreads each round's fixed
+    /// cost over many calls.
+    ForSlots(usize),
+}
+
+impl Pause {
+    async fn wait(self) {
+        match self {
+            Pause::None => tokio::task::yield_now().await,
+            Pause::Idle => tokio::time::sleep(IDLE_TICK).await,
+            Pause::ForSlots(target) => {
+                let deadline = tokio::time::Instant::now() + FULL_TICK;
+                let slots = slots_freed();
+                while slots.count.load(Ordering::Relaxed) < target {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(deadline) => return,
+                        _ = slots.signal.notified() => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs one round over every running campaign, and looks for lost results
+/// when `expire` is set.
+pub async fn round(state: &AppState, expire: bool) -> anyhow::Result<RoundActivity> {
+    let mut activity = RoundActivity::default();
+    if expire {
+        activity.expired = expire_lost_results(state).await?;
+    }
     for campaign_id in campaigns::running_ids(&state.pool).await? {
         // One campaign's failure must not stop the others, so it is logged here.
-        if let Err(error) = dispatch_campaign(state, campaign_id).await {
+        if let Err(error) = dispatch_campaign(state, campaign_id, &mut activity).await {
             tracing::error!(%campaign_id, error = %error, "dispatching a campaign failed; retrying next round");
         }
     }
@@ -75,50 +181,58 @@ pub async fn round(state: &AppState) -> anyhow::Result<()> {
             state.clock.skip_to(next);
         }
     }
-    Ok(())
+    Ok(activity)
 }
 
-/// Claims and hands over one campaign's due calls.
-async fn dispatch_campaign(state: &AppState, campaign_id: Uuid) -> anyhow::Result<()> {
-    let started = claim(state, campaign_id).await?;
-    if !started.is_empty() {
-        hand_over(state, campaign_id, started).await?;
+/// Claims and hands over one campaign's due calls, adding what it did to
+/// `activity`.
+async fn dispatch_campaign(
+    state: &AppState,
+    campaign_id: Uuid,
+    activity: &mut RoundActivity,
+) -> anyhow::Result<()> {
+    let claimed = claim(state, campaign_id).await?;
+    activity.gated += claimed.gated;
+    if claimed.at_capacity {
+        activity.at_capacity = true;
+        activity.batch_target = activity.batch_target.max(claimed.capacity / 8).max(1);
+    }
+    if !claimed.started.is_empty() {
+        activity.started += claimed.started.len();
+        hand_over(state, campaign_id, claimed.started).await?;
     }
     Ok(())
 }
 
 /// Attempts with no result after the timeout become `unknown` and follow the
-/// retry policy for that outcome.
-async fn expire_lost_results(state: &AppState) -> anyhow::Result<()> {
+/// retry policy for that outcome. Returns how many did.
+async fn expire_lost_results(state: &AppState) -> anyhow::Result<usize> {
     let now = state.clock.now();
     let cutoff = now - chrono::Duration::seconds(state.voice.result_timeout_seconds);
+    let mut expired = 0;
     for attempt_id in attempts::stale_open(&state.pool, cutoff).await? {
         let mut transaction = state.pool.begin().await?;
         let Some(attempt) = attempts::lock_attempt(&mut transaction, attempt_id).await? else {
             continue;
         };
-        if !matches!(
-            attempt.state.as_str(),
-            "handing_over" | "handed_over" | "connected"
-        ) {
+        if !is_open(&attempt.state) {
             continue;
         }
-        attempts::close(
-            &mut *transaction,
-            attempt.id,
-            "unknown",
-            Outcome::Unknown.as_str(),
-            Some("result_timeout"),
-            None,
-            None,
-            now,
-        )
-        .await?;
-        settle_contact(&mut transaction, &attempt, Outcome::Unknown, now).await?;
+        let closing = Closing {
+            state: "unknown",
+            outcome: Outcome::Unknown.as_str(),
+            end_reason: Some("result_timeout"),
+            duration_seconds: None,
+            summary: None,
+            at: now,
+        };
+        close_and_settle(&mut transaction, &attempt, &closing, Outcome::Unknown, now).await?;
         transaction.commit().await?;
+        expired += 1;
+        notify_slot_freed();
         tracing::warn!(attempt_id = %attempt.id, campaign_id = %attempt.campaign_id, "attempt result lost; recorded as unknown");
     }
-    Ok(())
+    Ok(expired)
 }
 
 /// Zone and local time of the gate check, for the attempt record.
@@ -169,18 +283,39 @@ fn gate_record(
     }
 }
 
+/// A contact claimed this round and the attempt opened for it.
+struct Started {
+    attempt_id: Uuid,
+    contact: ClaimedContact,
+}
+
+/// The result of one campaign's claim.
+#[derive(Default)]
+struct Claim {
+    started: Vec<Started>,
+    /// Contacts deferred or finished by the gate.
+    gated: usize,
+    /// Whether the campaign (or its partner) had no free slot left after
+    /// this claim.
+    at_capacity: bool,
+    /// The campaign's capacity.
+    capacity: usize,
+}
+
 /// Claims due contacts under the campaign lock and opens attempts for those
 /// the rules allow now, up to the free capacity. Completes the campaign when
 /// nothing is left to call.
-async fn claim(state: &AppState, campaign_id: Uuid) -> anyhow::Result<Vec<(Uuid, Uuid)>> {
+async fn claim(state: &AppState, campaign_id: Uuid) -> anyhow::Result<Claim> {
     let now = state.clock.now();
     let mut transaction = state.pool.begin().await?;
     let Some(campaign) = campaigns::lock_by_id(&mut transaction, campaign_id, false).await? else {
-        return Ok(Vec::new());
+        return Ok(Claim::default());
     };
     if campaign.state != "running" {
-        return Ok(Vec::new());
+        return Ok(Claim::default());
     }
+    // Counted after the lock is held, so no other claim can open attempts
+    // between this count and the commit.
     let open = attempts::open_count(&mut *transaction, campaign_id).await?;
     let mut free = i64::from(campaign.capacity) - open;
     if let Some((cap, partner_open)) =
@@ -188,42 +323,80 @@ async fn claim(state: &AppState, campaign_id: Uuid) -> anyhow::Result<Vec<(Uuid,
     {
         free = free.min(cap - partner_open);
     }
-    let mut started = Vec::new();
+    let mut result = Claim {
+        at_capacity: free <= 0,
+        capacity: usize::try_from(campaign.capacity).unwrap_or(0),
+        ..Claim::default()
+    };
+
     if free > 0 {
-        let rules = Rules::default();
-        let campaign_rules = campaign.rules();
-        for contact in attempts::claim_due(&mut transaction, campaign_id, now, CLAIM_BATCH).await? {
-            if free <= 0 {
-                break;
-            }
-            let zones = contact.zones();
-            let decision = rules.evaluate(&contact.facts(&zones), &campaign_rules, now);
-            match (decision.blocked, decision.next_eligible_at) {
-                (None, _) => {
-                    let gate = gate_record(&campaign, &contact, &decision, now);
-                    let attempt_id =
-                        attempts::start(&mut transaction, campaign_id, &contact, &gate, now)
-                            .await?;
-                    started.push((attempt_id, contact.id));
-                    free -= 1;
-                }
-                (Some(reason), Some(next)) => {
-                    attempts::defer(&mut *transaction, contact.id, next, reason.as_str()).await?
-                }
-                (Some(reason), None) => {
-                    attempts::finish_contact(&mut *transaction, contact.id, reason.as_str()).await?
-                }
-            }
-        }
+        let claimed =
+            attempts::claim_due(&mut transaction, campaign_id, now, free.min(CLAIM_BATCH)).await?;
+        let gated = gate_claimed(&campaign, claimed, now);
+        result.at_capacity = gated.opened.len() as i64 >= free;
+        attempts::start_all(&mut *transaction, campaign_id, &gated.opened, now).await?;
+        attempts::defer_all(&mut *transaction, &gated.deferred).await?;
+        attempts::finish_contacts(&mut *transaction, &gated.finished).await?;
+        result.gated = gated.deferred.len() + gated.finished.len();
+        result.started = gated.started;
     }
-    if started.is_empty()
+
+    if result.started.is_empty()
         && open == 0
         && !attempts::has_work_left(&mut *transaction, campaign_id).await?
     {
         complete(&mut transaction, &campaign).await?;
     }
     transaction.commit().await?;
-    Ok(started)
+    Ok(result)
+}
+
+/// Claimed contacts sorted by the rules' decision at `now`.
+struct Gated {
+    started: Vec<Started>,
+    opened: Vec<NewAttempt>,
+    /// `(contact id, next eligible instant, block reason)`.
+    deferred: Vec<(Uuid, DateTime<Utc>, &'static str)>,
+    /// `(contact id, block reason)` of contacts no time will clear.
+    finished: Vec<(Uuid, &'static str)>,
+}
+
+/// Opens an attempt for each claimed contact the rules allow at `now`, and
+/// defers or finishes the others.
+fn gate_claimed(campaign: &Campaign, claimed: Vec<ClaimedContact>, now: DateTime<Utc>) -> Gated {
+    let rules = Rules::default();
+    let campaign_rules = campaign.rules();
+    let mut gated = Gated {
+        started: Vec::new(),
+        opened: Vec::new(),
+        deferred: Vec::new(),
+        finished: Vec::new(),
+    };
+    for contact in claimed {
+        let zones = contact.record.zones();
+        let decision = rules.evaluate(&contact.record.facts(&zones), &campaign_rules, now);
+        match (decision.blocked, decision.next_eligible_at) {
+            (None, _) => {
+                let attempt = NewAttempt {
+                    id: Uuid::new_v4(),
+                    contact_id: contact.record.id,
+                    gate: gate_record(campaign, &contact.record, &decision, now),
+                };
+                gated.started.push(Started {
+                    attempt_id: attempt.id,
+                    contact,
+                });
+                gated.opened.push(attempt);
+            }
+            (Some(reason), Some(next)) => {
+                gated
+                    .deferred
+                    .push((contact.record.id, next, reason.as_str()))
+            }
+            (Some(reason), None) => gated.finished.push((contact.record.id, reason.as_str())),
+        }
+    }
+    gated
 }
 
 async fn complete(transaction: &mut PgConnection, campaign: &Campaign) -> anyhow::Result<()> {
@@ -248,7 +421,7 @@ async fn complete(transaction: &mut PgConnection, campaign: &Campaign) -> anyhow
     Ok(())
 }
 
-/// How a call request ended.
+/// The end of a call request.
 enum Handover {
     Accepted(String),
     /// The platform certainly did not take the call.
@@ -257,87 +430,118 @@ enum Handover {
     Lost(&'static str),
 }
 
-/// Posts the call requests while holding the campaign row `FOR SHARE`.
+/// Posts the call requests while holding the campaign row `FOR SHARE`, at
+/// most [`HANDOVER_CONCURRENCY`] at once.
 async fn hand_over(
     state: &AppState,
     campaign_id: Uuid,
-    started: Vec<(Uuid, Uuid)>,
+    started: Vec<Started>,
 ) -> anyhow::Result<()> {
     let mut transaction = state.pool.begin().await?;
     let campaign = campaigns::lock_by_id(&mut transaction, campaign_id, true).await?;
     let Some(campaign) = campaign.filter(|c| c.state == "running") else {
         // Paused or cancelled between claim and hand-over: nothing was sent,
         // so the attempts do not count.
-        for (attempt_id, contact_id) in &started {
-            withdraw(&mut transaction, *attempt_id, *contact_id).await?;
+        for started in &started {
+            withdraw(
+                &mut transaction,
+                started.attempt_id,
+                started.contact.record.id,
+            )
+            .await?;
         }
         transaction.commit().await?;
         return Ok(());
     };
-    let mut requests = Vec::with_capacity(started.len());
-    for (attempt_id, contact_id) in &started {
-        requests.push((
-            *attempt_id,
-            build_request(state, &mut transaction, &campaign, *attempt_id, *contact_id).await?,
-        ));
-    }
-    let results = join_all(
-        requests
-            .into_iter()
-            .map(|(attempt_id, request)| async move {
-                let result = match request {
-                    Some(request) => post_call(state, &request).await,
-                    None => Handover::Rejected("contact_unreadable"),
-                };
-                (attempt_id, result)
-            }),
-    )
-    .await;
+    let requests: Vec<(Uuid, Option<CallRequest>)> = started
+        .iter()
+        .map(|s| (s.attempt_id, build_request(state, &campaign, s)))
+        .collect();
+    drop(started);
+    let results: Vec<(Uuid, Handover)> = stream::iter(requests)
+        .map(|(attempt_id, request)| async move {
+            let result = match request {
+                Some(request) => post_call(state, &request).await,
+                None => Handover::Rejected("contact_unreadable"),
+            };
+            (attempt_id, result)
+        })
+        .buffer_unordered(HANDOVER_CONCURRENCY)
+        .collect()
+        .await;
+
     let now = state.clock.now();
+    let mut accepted = Vec::with_capacity(results.len());
+    let mut failed = Vec::new();
     for (attempt_id, result) in results {
         match result {
-            Handover::Accepted(call_id) => {
-                crate::metrics::metrics()
-                    .handovers
-                    .with_label_values(&["accepted"])
-                    .inc();
-                attempts::mark_handed_over(&mut *transaction, attempt_id, Some(&call_id), now)
-                    .await?
-            }
-            Handover::Rejected(reason) | Handover::Lost(reason) => {
-                let outcome = if matches!(result, Handover::Rejected(_)) {
-                    Outcome::Failed
-                } else {
-                    Outcome::Unknown
-                };
-                let state_name = if outcome == Outcome::Failed {
-                    "failed"
-                } else {
-                    "unknown"
-                };
-                crate::metrics::metrics()
-                    .handovers
-                    .with_label_values(&[state_name])
-                    .inc();
-                tracing::warn!(%attempt_id, %campaign_id, reason, outcome = outcome.as_str(), "hand-over to the voice platform failed");
-                if let Some(attempt) = attempts::lock_attempt(&mut transaction, attempt_id).await? {
-                    attempts::close(
-                        &mut *transaction,
-                        attempt_id,
-                        state_name,
-                        outcome.as_str(),
-                        Some(reason),
-                        None,
-                        None,
-                        now,
-                    )
-                    .await?;
-                    settle_contact(&mut transaction, &attempt, outcome, now).await?;
-                }
-            }
+            Handover::Accepted(call_id) => accepted.push((attempt_id, call_id)),
+            Handover::Rejected(reason) => failed.push((attempt_id, Outcome::Failed, reason)),
+            Handover::Lost(reason) => failed.push((attempt_id, Outcome::Unknown, reason)),
         }
     }
+    attempts::mark_all_handed_over(&mut *transaction, &accepted, now).await?;
+    crate::metrics::metrics()
+        .handovers
+        .with_label_values(&["accepted"])
+        .inc_by(accepted.len() as u64);
     transaction.commit().await?;
+    // Each failure in its own transaction, so this one never holds many
+    // attempt locks while waiting for another.
+    for (attempt_id, outcome, reason) in failed {
+        let mut transaction = state.pool.begin().await?;
+        record_failed_handover(
+            &mut transaction,
+            campaign_id,
+            attempt_id,
+            outcome,
+            reason,
+            now,
+        )
+        .await?;
+        transaction.commit().await?;
+    }
+    Ok(())
+}
+
+/// Closes an attempt whose call request failed, unless an event already
+/// moved it on: a `started` or `ended` event proves the platform took the
+/// call, and the result then comes by webhook or the result timeout.
+async fn record_failed_handover(
+    transaction: &mut PgConnection,
+    campaign_id: Uuid,
+    attempt_id: Uuid,
+    outcome: Outcome,
+    reason: &'static str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let state_name = if outcome == Outcome::Failed {
+        "failed"
+    } else {
+        "unknown"
+    };
+    crate::metrics::metrics()
+        .handovers
+        .with_label_values(&[state_name])
+        .inc();
+    tracing::warn!(%attempt_id, %campaign_id, reason, outcome = outcome.as_str(), "hand-over to the voice platform failed");
+    let Some(attempt) = attempts::lock_attempt(&mut *transaction, attempt_id).await? else {
+        return Ok(());
+    };
+    if attempt.state != "handing_over" {
+        tracing::info!(%attempt_id, %campaign_id, state = %attempt.state, "an event arrived before the failed hand-over was recorded; keeping the attempt's state");
+        return Ok(());
+    }
+    let closing = Closing {
+        state: state_name,
+        outcome: outcome.as_str(),
+        end_reason: Some(reason),
+        duration_seconds: None,
+        summary: None,
+        at: now,
+    };
+    close_and_settle(&mut *transaction, &attempt, &closing, outcome, now).await?;
+    notify_slot_freed();
     Ok(())
 }
 
@@ -365,45 +569,41 @@ async fn withdraw(
 
 /// Decrypts the number and personalisation into a call request; `None` when
 /// they cannot be decrypted (for example a retired key), which is logged by id.
-async fn build_request(
-    state: &AppState,
-    transaction: &mut PgConnection,
-    campaign: &Campaign,
-    attempt_id: Uuid,
-    contact_id: Uuid,
-) -> anyhow::Result<Option<CallRequest>> {
-    let sealed = attempts::sealed_contact(&mut *transaction, contact_id).await?;
+fn build_request(state: &AppState, campaign: &Campaign, started: &Started) -> Option<CallRequest> {
+    let attempt_id = started.attempt_id;
+    let contact = &started.contact;
+    let contact_id = contact.record.id;
     let phone = state.keyring.open(
-        &sealed.key_id,
+        &contact.key_id,
         Binding {
             table: "contacts",
-            row_id: sealed.id,
+            row_id: contact_id,
             column: "phone",
         },
-        &sealed.phone_ciphertext,
+        &contact.phone_ciphertext,
     );
     let phone = match phone {
         Ok(phone) => String::from_utf8_lossy(&phone).into_owned(),
         Err(error) => {
             tracing::error!(%contact_id, %attempt_id, error = %error, "contact number cannot be decrypted");
-            return Ok(None);
+            return None;
         }
     };
     let mut personalisation = BTreeMap::new();
-    if let Some(ciphertext) = &sealed.personalisation_ciphertext {
+    if let Some(ciphertext) = &contact.personalisation_ciphertext {
         let binding = Binding {
             table: "contacts",
-            row_id: sealed.id,
+            row_id: contact_id,
             column: "personalisation",
         };
-        match state.keyring.open(&sealed.key_id, binding, ciphertext) {
+        match state.keyring.open(&contact.key_id, binding, ciphertext) {
             Ok(plain) => personalisation = serde_json::from_slice(&plain).unwrap_or_default(),
             Err(error) => {
                 tracing::error!(%contact_id, error = %error, "personalisation cannot be decrypted; calling without it")
             }
         }
     }
-    Ok(Some(CallRequest {
+    Some(CallRequest {
         attempt_id,
         to: phone,
         caller_id: campaign.caller_id.clone().unwrap_or_default(),
@@ -419,7 +619,7 @@ async fn build_request(
             "{}/v1/voice/events",
             state.voice.public_url.trim_end_matches('/')
         ),
-    }))
+    })
 }
 
 async fn post_call(state: &AppState, request: &CallRequest) -> Handover {
@@ -436,7 +636,7 @@ async fn post_call(state: &AppState, request: &CallRequest) -> Handover {
         .header("Content-Type", "application/json")
         .header("Idempotency-Key", request.attempt_id.to_string())
         .header(SIGNATURE_HEADER, signature)
-        .timeout(HANDOVER_TIMEOUT)
+        .timeout(state.voice.handover_timeout)
         .body(body)
         .send()
         .await;

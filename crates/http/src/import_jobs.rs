@@ -263,61 +263,81 @@ async fn import(
     Ok(outcome)
 }
 
-/// Writes a job's progress on its own session every [`PROGRESS_INTERVAL`].
+/// Writes a job's progress on its own session every [`PROGRESS_INTERVAL`],
+/// and once more when it stops.
 struct ProgressReporter {
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// The progress writer's session, opened on first use and again after an error.
+struct ProgressWriter {
+    import_id: Uuid,
+    options: Arc<sqlx::postgres::PgConnectOptions>,
+    session: Option<PgConnection>,
+    written: (i32, i32, i32),
+}
+
+impl ProgressWriter {
+    async fn write(&mut self, progress: &Progress) {
+        let import_id = self.import_id;
+        let current = (
+            progress.rows_processed.load(Ordering::Relaxed),
+            progress.rows_accepted.load(Ordering::Relaxed),
+            progress.rows_rejected.load(Ordering::Relaxed),
+        );
+        if current == self.written {
+            return;
+        }
+        if self.session.is_none() {
+            match self.options.as_ref().clone().connect().await {
+                Ok(opened) => self.session = Some(opened),
+                Err(error) => {
+                    tracing::warn!(%import_id, %error, "cannot open a session for import progress");
+                    return;
+                }
+            }
+        }
+        let Some(connection) = self.session.as_mut() else {
+            return;
+        };
+        let (processed, accepted, rejected) = current;
+        match imports::record_progress(connection, import_id, processed, accepted, rejected).await {
+            Ok(()) => self.written = current,
+            Err(error) => {
+                tracing::warn!(%import_id, %error, "cannot record import progress");
+                self.session = None;
+            }
+        }
+    }
+
+    async fn close(self) {
+        if let Some(connection) = self.session {
+            let _ = connection.close().await;
+        }
+    }
+}
+
 impl ProgressReporter {
     fn start(state: &AppState, import_id: Uuid, progress: Arc<Progress>) -> Self {
         let (stop, mut stopped) = oneshot::channel::<()>();
-        let options = state.pool.connect_options();
+        let mut writer = ProgressWriter {
+            import_id,
+            options: state.pool.connect_options(),
+            session: None,
+            written: (0, 0, 0),
+        };
         let task = tokio::spawn(async move {
-            let mut session: Option<PgConnection> = None;
-            let mut written = (0, 0, 0);
             let mut interval = tokio::time::interval(PROGRESS_INTERVAL);
             interval.tick().await;
             loop {
                 tokio::select! {
                     _ = &mut stopped => break,
-                    _ = interval.tick() => {}
-                }
-                let current = (
-                    progress.rows_processed.load(Ordering::Relaxed),
-                    progress.rows_accepted.load(Ordering::Relaxed),
-                    progress.rows_rejected.load(Ordering::Relaxed),
-                );
-                if current == written {
-                    continue;
-                }
-                if session.is_none() {
-                    match options.as_ref().clone().connect().await {
-                        Ok(opened) => session = Some(opened),
-                        Err(error) => {
-                            tracing::warn!(%import_id, %error, "cannot open a session for import progress");
-                            continue;
-                        }
-                    }
-                }
-                let Some(connection) = session.as_mut() else {
-                    continue;
-                };
-                match imports::record_progress(
-                    connection, import_id, current.0, current.1, current.2,
-                )
-                .await
-                {
-                    Ok(()) => written = current,
-                    Err(error) => {
-                        tracing::warn!(%import_id, %error, "cannot record import progress");
-                        session = None;
-                    }
+                    _ = interval.tick() => writer.write(&progress).await,
                 }
             }
-            if let Some(connection) = session {
-                let _ = connection.close().await;
-            }
+            writer.write(&progress).await;
+            writer.close().await;
         });
         Self { stop, task }
     }

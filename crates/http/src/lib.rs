@@ -7,6 +7,7 @@ pub mod clock;
 pub mod contact_import;
 pub mod csv_input;
 pub mod dispatch;
+pub mod event_batch;
 pub mod import_jobs;
 pub mod metrics;
 pub mod openapi;

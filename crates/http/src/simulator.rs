@@ -4,7 +4,7 @@
 //! callback URL with a realistic mix of outcomes.
 //!
 //! [`Faults`] make it misbehave the way real platforms do (slow or missing
-//! answers, lost, repeated and reordered events), and its [`Ledger`] records
+//! responses, lost, repeated and reordered events), and its [`Ledger`] records
 //! every request and call so tests can compare the service's records with
 //! what the platform did.
 
@@ -32,20 +32,20 @@ pub struct SimulatorConfig {
 }
 
 /// Departures from a well-behaved platform. The default has none, so the
-/// simulator answers at once and delivers every event once, in order.
+/// simulator responds at once and delivers every event once, in order.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
-    /// Shortest and longest extra delay before answering a call request, in milliseconds.
+    /// Shortest and longest extra delay before responding to a call request, in milliseconds.
     pub latency_ms: (u64, u64),
     /// Share of call requests, 0.0 to 1.0, whose call is placed but whose
-    /// `202` is sent only `late_answer_ms` after the request.
-    pub late_answer_rate: f64,
-    /// Delay of a late answer, in milliseconds; set it above the caller's
+    /// `202` is sent only `late_response_ms` after the request.
+    pub late_response_rate: f64,
+    /// Delay of a late response, in milliseconds. Set it above the caller's
     /// hand-over timeout so the caller gives up first.
-    pub late_answer_ms: u64,
-    /// Share of call requests, 0.0 to 1.0, whose call is placed but which are
-    /// never answered: the request is held until the caller disconnects.
-    pub no_answer_rate: f64,
+    pub late_response_ms: u64,
+    /// Share of call requests, 0.0 to 1.0, whose call is placed but which get
+    /// no response: the request is held until the caller disconnects.
+    pub no_response_rate: f64,
     /// Share of call events, 0.0 to 1.0, that are never sent.
     pub drop_rate: f64,
     /// Share of call events, 0.0 to 1.0, sent twice at once with the same event id.
@@ -57,7 +57,7 @@ pub struct Faults {
     pub results_only: bool,
 }
 
-/// What became of a placed call's `ended` event.
+/// The delivery state of a placed call's `ended` event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
     /// Not sent yet.
@@ -123,9 +123,14 @@ impl SimulatorState {
         }
     }
 
-    /// A copy of the ledger as it is now.
+    /// Returns a copy of the ledger as it is now.
     pub fn ledger(&self) -> Ledger {
         self.lock_ledger().clone()
+    }
+
+    /// Returns the number of calls placed so far, without copying the ledger.
+    pub fn placed_calls(&self) -> usize {
+        self.lock_ledger().calls.len()
     }
 
     fn lock_ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
@@ -146,8 +151,8 @@ fn chance(rate: f64) -> bool {
     rate > 0.0 && rand::thread_rng().gen_bool(rate.clamp(0.0, 1.0))
 }
 
-/// How the simulator answers one call request.
-enum Answer {
+/// The simulator's response to one call request.
+enum Reply {
     Now,
     After(Duration),
     Never,
@@ -205,12 +210,14 @@ pub async fn accept_call(
         to: call.to.clone(),
         received_at: Instant::now(),
     });
+
     let faults = &state.faults;
     let (low, high) = faults.latency_ms;
     if high > 0 {
         let delay = rand::thread_rng().gen_range(low..=high.max(low));
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
+
     let (call_id, first) = {
         let mut calls = state
             .calls
@@ -228,38 +235,44 @@ pub async fn accept_call(
             }
         }
     };
-    let answer = if !first {
-        Answer::Now
-    } else if chance(faults.no_answer_rate) {
-        Answer::Never
-    } else if chance(faults.late_answer_rate) {
-        Answer::After(Duration::from_millis(faults.late_answer_ms))
+    let reply = if !first {
+        Reply::Now
+    } else if chance(faults.no_response_rate) {
+        Reply::Never
+    } else if chance(faults.late_response_rate) {
+        Reply::After(Duration::from_millis(faults.late_response_ms))
     } else {
-        Answer::Now
+        Reply::Now
     };
     if first {
-        let outcome = pick_outcome(&mut rand::thread_rng());
-        state.lock_ledger().calls.insert(
-            call.attempt_id,
-            PlacedCall {
-                attempt_id: call.attempt_id,
-                to: call.to.clone(),
-                outcome,
-                ended: Delivery::Pending,
-            },
-        );
-        let state = state.clone();
-        let call_id = call_id.clone();
-        tokio::spawn(async move { play_call(state, call, call_id, outcome).await });
+        start_call(&state, call, call_id.clone());
     }
-    match answer {
-        Answer::Now => {}
-        Answer::After(delay) => tokio::time::sleep(delay).await,
+
+    match reply {
+        Reply::Now => {}
+        Reply::After(delay) => tokio::time::sleep(delay).await,
         // Held until the caller gives up and closes the connection, which
         // drops this future.
-        Answer::Never => std::future::pending::<()>().await,
+        Reply::Never => std::future::pending::<()>().await,
     }
     HttpResponse::Accepted().json(CallAccepted { call_id })
+}
+
+/// Records a newly placed call in the ledger and plays its events in the
+/// background.
+fn start_call(state: &web::Data<SimulatorState>, call: CallRequest, call_id: String) {
+    let outcome = pick_outcome(&mut rand::thread_rng());
+    state.lock_ledger().calls.insert(
+        call.attempt_id,
+        PlacedCall {
+            attempt_id: call.attempt_id,
+            to: call.to.clone(),
+            outcome,
+            ended: Delivery::Pending,
+        },
+    );
+    let state = state.clone();
+    tokio::spawn(async move { play_call(state, call, call_id, outcome).await });
 }
 
 /// Sends the events of one simulated call.

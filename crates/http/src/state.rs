@@ -1,6 +1,7 @@
 //! Shared server state and configuration.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use outbound_persistence::crypto::Keyring;
 use sqlx::PgPool;
@@ -46,6 +47,10 @@ pub struct VoiceSettings {
     pub secret: Option<Arc<Zeroizing<Vec<u8>>>>,
     /// Seconds after which an open attempt with no result becomes `unknown`.
     pub result_timeout_seconds: i64,
+    /// Time allowed for one call request to the platform. A request without
+    /// a response by then may have placed the call, so its attempt becomes
+    /// `unknown`.
+    pub handover_timeout: Duration,
 }
 
 pub struct AppState {
@@ -58,4 +63,6 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Per-caller request limits; `None` turns limiting off.
     pub rate_limits: Option<Arc<crate::rate_limit::RateLimits>>,
+    /// Records webhook events in batches.
+    pub event_batcher: crate::event_batch::EventBatcher,
 }

@@ -23,6 +23,9 @@ use serde::Serialize;
 pub enum BenchCommand {
     /// Decisions per second of the eligibility rules on one thread.
     Eligibility(EligibilityBenchArgs),
+    /// Hand-overs per second of the dispatcher and signed webhook events per
+    /// second, against server processes, PostgreSQL and the simulated platform.
+    Dispatch(crate::bench_dispatch::DispatchBenchArgs),
     /// Contact rows per second imported over HTTP, against a PostgreSQL COPY floor.
     Import(crate::bench_import::ImportBenchArgs),
 }
@@ -40,6 +43,7 @@ pub struct EligibilityBenchArgs {
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Eligibility(args) => eligibility(&args),
+        BenchCommand::Dispatch(args) => crate::bench_dispatch::run(args),
         BenchCommand::Import(args) => crate::bench_import::run_blocking(&args),
     }
 }

@@ -227,6 +227,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 no_dispatcher: false,
                 rate_limit_per_second: 0,
                 rate_limit_burst: 0,
+                handover_timeout_ms: 5_000,
+                database_connections: runtime::DEFAULT_DATABASE_CONNECTIONS,
+                address_file: None,
+                clock_start: None,
+                clock_speed: 1.0,
             };
             let secrets = runtime::load_secrets(Some(&key_file), true)?;
             let state = runtime::app_state(

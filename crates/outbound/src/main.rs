@@ -3,6 +3,7 @@
 //! the demo of the whole workflow.
 
 mod bench;
+mod bench_dispatch;
 mod bench_import;
 mod demo;
 mod eligibility;

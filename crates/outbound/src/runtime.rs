@@ -12,6 +12,9 @@ use outbound_http::state::{AppState, ImportLimits, VoiceSettings};
 use outbound_persistence::db;
 use outbound_persistence::keys::{KeyOrigin, Secrets};
 
+/// Connections in a server's PostgreSQL pool unless configured.
+pub const DEFAULT_DATABASE_CONNECTIONS: u32 = 20;
+
 /// Where development mode keeps its generated key file.
 pub const DEV_KEY_FILE: &str = ".outbound/dev-keys.json";
 pub const DEFAULT_ISSUER: &str = "outbound-dev";
@@ -88,6 +91,27 @@ pub struct ServeArgs {
     /// Requests a caller may send in a burst above the rate.
     #[arg(long, env = "OUTBOUND_RATE_LIMIT_BURST", default_value_t = 200)]
     pub rate_limit_burst: u32,
+    /// Milliseconds allowed for one call request to the voice platform. An
+    /// attempt whose request gets no response in time is recorded as unknown,
+    /// because the platform may have placed the call.
+    #[arg(long, env = "OUTBOUND_HANDOVER_TIMEOUT_MS", default_value_t = 5_000)]
+    pub handover_timeout_ms: u64,
+    /// Connections in this process's PostgreSQL pool.
+    #[arg(long, env = "OUTBOUND_DATABASE_CONNECTIONS", default_value_t = DEFAULT_DATABASE_CONNECTIONS)]
+    pub database_connections: u32,
+    /// Write the bound address (`host:port`) to this file once listening, for
+    /// scripts and tests that listen on port 0.
+    #[arg(long)]
+    pub address_file: Option<PathBuf>,
+    /// Test and demo aid: the dispatcher's clock reads this RFC 3339 instant
+    /// at start-up instead of the system time, then runs at --clock-speed and
+    /// skips idle hours. Each process keeps its own clock.
+    #[arg(long, hide = true)]
+    pub clock_start: Option<chrono::DateTime<chrono::Utc>>,
+    /// Test and demo aid: how many times faster than real time the clock set
+    /// by --clock-start runs.
+    #[arg(long, hide = true, default_value_t = 1.0)]
+    pub clock_speed: f64,
 }
 
 #[derive(Args, Clone)]
@@ -131,10 +155,15 @@ pub fn load_secrets(key_file: Option<&Path>, development: bool) -> anyhow::Resul
 
 /// Connects, creating the database when it is missing, and migrates.
 pub async fn prepare_database(url: &str) -> anyhow::Result<sqlx::PgPool> {
+    prepare_database_with(url, DEFAULT_DATABASE_CONNECTIONS).await
+}
+
+/// Like [`prepare_database`], with a pool of `connections` connections.
+pub async fn prepare_database_with(url: &str, connections: u32) -> anyhow::Result<sqlx::PgPool> {
     db::ensure_database(url)
         .await
         .context("cannot reach PostgreSQL or create the database")?;
-    let pool = db::connect(url, 20)
+    let pool = db::connect(url, connections)
         .await
         .context("cannot connect to PostgreSQL")?;
     db::migrate(&pool)
@@ -179,6 +208,7 @@ pub fn app_state(
         eprintln!("WARNING: no voice platform secret is configured (OUTBOUND_VOICE_SECRET or voice_platform_secret in the key file); webhooks will be rejected.");
     }
     Ok(AppState {
+        event_batcher: outbound_http::event_batch::EventBatcher::start(pool.clone()),
         pool,
         authenticator: Arc::new(authenticator),
         clock,
@@ -187,6 +217,7 @@ pub fn app_state(
             public_url,
             secret: secrets.voice_platform_secret.map(Arc::new),
             result_timeout_seconds: args.result_timeout_seconds,
+            handover_timeout: std::time::Duration::from_millis(args.handover_timeout_ms),
         },
         limits: ImportLimits {
             max_bytes: args.max_upload_bytes,
@@ -209,7 +240,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging("info");
     let secrets = load_secrets(args.keys.key_file.as_deref(), args.dev)?;
     tracing::info!(source = %secrets.source, key_id = secrets.keyring.active_key_id(), "keys loaded");
-    let pool = prepare_database(&args.database.database_url).await?;
+    let clock = clock_from(&args)?;
+    anyhow::ensure!(
+        args.database_connections > 0,
+        "--database-connections must be at least 1"
+    );
+    let pool =
+        prepare_database_with(&args.database.database_url, args.database_connections).await?;
     let listener = TcpListener::bind(&args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
@@ -217,16 +254,47 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{address}"));
-    let state = app_state(&args, pool, secrets, Clock::System, public_url)?;
+    let state = app_state(&args, pool, secrets, clock, public_url)?;
     let server = outbound_http::server::start(state, listener, !args.no_dispatcher)?;
     tracing::info!(%address, development = args.dev, "Outbound API listening");
     eprintln!(
         "Outbound API listening on http://{address}{}",
         if args.dev { " (development mode)" } else { "" }
     );
+    if let Some(path) = &args.address_file {
+        write_address_file(path, address)?;
+    }
     wait_for_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     server.stop().await;
+    Ok(())
+}
+
+/// Returns the system clock, or the accelerated test clock when --clock-start
+/// is set.
+fn clock_from(args: &ServeArgs) -> anyhow::Result<Clock> {
+    let Some(start) = args.clock_start else {
+        return Ok(Clock::System);
+    };
+    anyhow::ensure!(
+        args.clock_speed.is_finite() && args.clock_speed > 0.0,
+        "--clock-speed must be a positive number, got {}",
+        args.clock_speed
+    );
+    tracing::warn!(%start, speed = args.clock_speed, "the dispatcher runs on an accelerated test clock, not the system time");
+    Ok(Clock::accelerated(start, args.clock_speed))
+}
+
+/// Writes `address` to `path` through a temporary file and a rename, so a
+/// reader never sees a partial address.
+fn write_address_file(path: &Path, address: std::net::SocketAddr) -> anyhow::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    std::fs::write(&temporary, address.to_string())
+        .with_context(|| format!("cannot write the address file {}", temporary.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("cannot write the address file {}", path.display()))?;
     Ok(())
 }
 

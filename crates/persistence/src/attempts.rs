@@ -18,6 +18,17 @@ pub async fn open_count(executor: impl PgExecutor<'_>, campaign_id: Uuid) -> sql
         .await
 }
 
+/// A claimed contact with the sealed values its call request needs, so the
+/// hand-over reads nothing more from the database.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedContact {
+    #[sqlx(flatten)]
+    pub record: ContactRecord,
+    pub key_id: String,
+    pub phone_ciphertext: Vec<u8>,
+    pub personalisation_ciphertext: Option<Vec<u8>>,
+}
+
 /// Claims up to `limit` due contacts, highest priority first, then the longest
 /// waiting. Rows locked by another process are skipped, so no two processes
 /// claim one contact.
@@ -26,9 +37,11 @@ pub async fn claim_due(
     campaign_id: Uuid,
     now: DateTime<Utc>,
     limit: i64,
-) -> sqlx::Result<Vec<ContactRecord>> {
+) -> sqlx::Result<Vec<ClaimedContact>> {
+    // The ORDER BY matches `contacts_claim_idx`, so the scan stops after
+    // `limit` due rows instead of sorting every pending contact.
     let query = format!(
-        "SELECT {RECORD_COLUMNS} FROM contacts c
+        "SELECT {RECORD_COLUMNS}, c.key_id, c.phone_ciphertext, c.personalisation_ciphertext FROM contacts c
           WHERE c.campaign_id = $1 AND c.state = 'pending'
             AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= $2)
           ORDER BY c.priority DESC, c.next_attempt_at NULLS FIRST, c.row_number
@@ -42,38 +55,51 @@ pub async fn claim_due(
         .await
 }
 
-/// Moves a blocked contact's next check to when the rules allow it.
-pub async fn defer(
+/// Moves blocked contacts' next check to when the rules allow them: one
+/// `(contact id, instant, block reason)` per contact.
+pub async fn defer_all(
     executor: impl PgExecutor<'_>,
-    contact_id: Uuid,
-    next_at: DateTime<Utc>,
-    blocked_reason: &str,
+    deferrals: &[(Uuid, DateTime<Utc>, &str)],
 ) -> sqlx::Result<()> {
+    if deferrals.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = deferrals.iter().map(|d| d.0).collect();
+    let instants: Vec<DateTime<Utc>> = deferrals.iter().map(|d| d.1).collect();
+    let reasons: Vec<&str> = deferrals.iter().map(|d| d.2).collect();
     sqlx::query(
-        "UPDATE contacts SET next_attempt_at = $2, blocked_reason = $3, next_eligible_at = $2, updated_at = now()
-          WHERE id = $1",
+        "UPDATE contacts c SET next_attempt_at = u.at, blocked_reason = u.reason, next_eligible_at = u.at,
+                updated_at = now()
+           FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[]) AS u(id, at, reason)
+          WHERE c.id = u.id",
     )
-    .bind(contact_id)
-    .bind(next_at)
-    .bind(blocked_reason)
+    .bind(ids)
+    .bind(instants)
+    .bind(reasons)
     .execute(executor)
     .await?;
     Ok(())
 }
 
-/// Ends a contact's calling with the reason it ended.
-pub async fn finish_contact(
+/// Ends contacts' calling, each with the reason it ended: one
+/// `(contact id, reason)` per contact.
+pub async fn finish_contacts(
     executor: impl PgExecutor<'_>,
-    contact_id: Uuid,
-    reason: &str,
+    finished: &[(Uuid, &str)],
 ) -> sqlx::Result<()> {
+    if finished.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = finished.iter().map(|f| f.0).collect();
+    let reasons: Vec<&str> = finished.iter().map(|f| f.1).collect();
     sqlx::query(
-        "UPDATE contacts SET state = 'done', final_reason = $2, blocked_reason = NULL, next_attempt_at = NULL,
-                next_eligible_at = NULL, updated_at = now()
-          WHERE id = $1",
+        "UPDATE contacts c SET state = 'done', final_reason = u.reason, blocked_reason = NULL,
+                next_attempt_at = NULL, next_eligible_at = NULL, updated_at = now()
+           FROM UNNEST($1::uuid[], $2::text[]) AS u(id, reason)
+          WHERE c.id = u.id",
     )
-    .bind(contact_id)
-    .bind(reason)
+    .bind(ids)
+    .bind(reasons)
     .execute(executor)
     .await?;
     Ok(())
@@ -90,63 +116,98 @@ pub struct GateRecord {
     pub clearance_reference: Option<String>,
 }
 
-/// Opens an attempt in `handing_over` and counts it against the contact. The
-/// attempt number follows the contact's previous attempts, including any that
-/// were withdrawn before hand-over (those do not count against the contact).
-pub async fn start(
-    connection: &mut PgConnection,
-    campaign_id: Uuid,
-    contact: &ContactRecord,
-    gate: &GateRecord,
-    started_at: DateTime<Utc>,
-) -> sqlx::Result<Uuid> {
-    let id = Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO attempts (id, campaign_id, contact_id, attempt_number, state, call_type, caller_id, zone_checked,
-                               local_time_checked, clearance, clearance_reference, started_at)
-         VALUES ($1, $2, $3, (SELECT COALESCE(max(attempt_number), 0) + 1 FROM attempts WHERE contact_id = $3),
-                 'handing_over', $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(id)
-    .bind(campaign_id)
-    .bind(contact.id)
-    .bind(&gate.call_type)
-    .bind(&gate.caller_id)
-    .bind(&gate.zone_checked)
-    .bind(&gate.local_time_checked)
-    .bind(&gate.clearance)
-    .bind(&gate.clearance_reference)
-    .bind(started_at)
-    .execute(&mut *connection)
-    .await?;
-    sqlx::query(
-        "UPDATE contacts SET state = 'dialing', attempts_made = attempts_made + 1, blocked_reason = NULL,
-                next_eligible_at = NULL, updated_at = now()
-          WHERE id = $1",
-    )
-    .bind(contact.id)
-    .execute(&mut *connection)
-    .await?;
-    Ok(id)
-}
-
-/// The sealed values a hand-over needs.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SealedContact {
+/// An attempt to open for a claimed contact.
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
     pub id: Uuid,
-    pub key_id: String,
-    pub phone_ciphertext: Vec<u8>,
-    pub personalisation_ciphertext: Option<Vec<u8>>,
+    pub contact_id: Uuid,
+    pub gate: GateRecord,
 }
 
-pub async fn sealed_contact(
+/// Opens attempts in `handing_over` and counts each against its contact, in
+/// one statement. An attempt's number follows the contact's highest so far,
+/// so an attempt withdrawn before its hand-over keeps its number and the next
+/// attempt of that contact gets a new one.
+pub async fn start_all(
     executor: impl PgExecutor<'_>,
-    contact_id: Uuid,
-) -> sqlx::Result<SealedContact> {
-    sqlx::query_as("SELECT id, key_id, phone_ciphertext, personalisation_ciphertext FROM contacts WHERE id = $1")
-        .bind(contact_id)
-        .fetch_one(executor)
-        .await
+    campaign_id: Uuid,
+    attempts: &[NewAttempt],
+    started_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let column = |pick: fn(&GateRecord) -> &str| -> Vec<&str> {
+        attempts.iter().map(|a| pick(&a.gate)).collect()
+    };
+    let ids: Vec<Uuid> = attempts.iter().map(|a| a.id).collect();
+    let contact_ids: Vec<Uuid> = attempts.iter().map(|a| a.contact_id).collect();
+    let references: Vec<Option<&str>> = attempts
+        .iter()
+        .map(|a| a.gate.clearance_reference.as_deref())
+        .collect();
+    // The insert runs to completion or fails the statement, so the update can
+    // name the contacts by id and keep to the primary key.
+    sqlx::query(
+        "WITH opened AS (
+            INSERT INTO attempts (id, campaign_id, contact_id, attempt_number, state, call_type, caller_id,
+                                  zone_checked, local_time_checked, clearance, clearance_reference, started_at)
+            SELECT u.id, $1, u.contact_id,
+                   COALESCE((SELECT max(p.attempt_number) FROM attempts p WHERE p.contact_id = u.contact_id), 0) + 1,
+                   'handing_over', u.call_type, u.caller_id, u.zone_checked, u.local_time_checked, u.clearance,
+                   u.clearance_reference, $2
+              FROM UNNEST($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                          $10::text[])
+                   AS u(id, contact_id, call_type, caller_id, zone_checked, local_time_checked, clearance,
+                        clearance_reference)
+         )
+         UPDATE contacts c SET state = 'dialing', attempts_made = c.attempts_made + 1, blocked_reason = NULL,
+                next_eligible_at = NULL, updated_at = now()
+          WHERE c.id = ANY($4)",
+    )
+    .bind(campaign_id)
+    .bind(started_at)
+    .bind(ids)
+    .bind(contact_ids)
+    .bind(column(|g| &g.call_type))
+    .bind(column(|g| &g.caller_id))
+    .bind(column(|g| &g.zone_checked))
+    .bind(column(|g| &g.local_time_checked))
+    .bind(column(|g| &g.clearance))
+    .bind(references)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Records accepted hand-overs: one `(attempt id, platform call id)` per
+/// attempt. Attempts that an event already moved on are left as they are.
+pub async fn mark_all_handed_over(
+    executor: impl PgExecutor<'_>,
+    accepted: &[(Uuid, String)],
+    at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    if accepted.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = accepted.iter().map(|a| a.0).collect();
+    let call_ids: Vec<&str> = accepted.iter().map(|a| a.1.as_str()).collect();
+    // Locked in attempt id order, like the webhook batches.
+    sqlx::query(
+        "WITH locked AS (
+            SELECT a.id, u.call_id FROM attempts a JOIN UNNEST($1::uuid[], $2::text[]) AS u(id, call_id) ON u.id = a.id
+             WHERE a.state = 'handing_over'
+             ORDER BY a.id FOR UPDATE OF a
+         )
+         UPDATE attempts a SET state = 'handed_over', platform_call_id = l.call_id, handed_over_at = $3
+           FROM locked l WHERE a.id = l.id",
+    )
+    .bind(ids)
+    .bind(call_ids)
+    .bind(at)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 pub async fn mark_handed_over(
@@ -167,7 +228,8 @@ pub async fn mark_handed_over(
     Ok(())
 }
 
-/// An attempt with its contact, for recording events.
+/// An attempt with its contact and what deciding the contact's next step
+/// needs, for recording events.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AttemptWithContact {
     pub id: Uuid,
@@ -179,6 +241,37 @@ pub struct AttemptWithContact {
     pub attempts_made: i32,
     pub max_attempts: i32,
     pub retry_policy: sqlx::types::Json<outbound_domain::retry::RetryPolicy>,
+    pub contact_state: String,
+    pub campaign_state: String,
+    /// Whether the client's suppression list has the number.
+    pub suppressed: bool,
+}
+
+/// Selects an [`AttemptWithContact`] by attempt id (`$1`) and locks the
+/// attempt and contact rows.
+const LOCK_ATTEMPT: &str = "SELECT a.id, a.campaign_id, a.contact_id, a.state, c.client_id, c.phone_index,
+        c.attempts_made, c.max_attempts, k.retry_policy, c.state AS contact_state, k.state AS campaign_state,
+        EXISTS (SELECT 1 FROM suppressions s
+                 WHERE s.client_id = c.client_id AND s.phone_index = c.phone_index AND s.removed_at IS NULL)
+            AS suppressed";
+const LOCK_ATTEMPT_FROM: &str = "FROM attempts a JOIN contacts c ON c.id = a.contact_id
+        JOIN campaigns k ON k.id = a.campaign_id
+  WHERE a.id = $1 FOR UPDATE OF a, c";
+
+/// Reads attempts with their contacts without locking them, for a write
+/// that checks they are unchanged ([`record_ended_all`]).
+pub async fn read_attempts(
+    executor: impl PgExecutor<'_>,
+    attempt_ids: &[Uuid],
+) -> sqlx::Result<Vec<AttemptWithContact>> {
+    sqlx::query_as(&format!(
+        "{LOCK_ATTEMPT} FROM attempts a JOIN contacts c ON c.id = a.contact_id
+           JOIN campaigns k ON k.id = a.campaign_id
+          WHERE a.id = ANY($1)"
+    ))
+    .bind(attempt_ids)
+    .fetch_all(executor)
+    .await
 }
 
 /// Locks an attempt and its contact for an update.
@@ -186,15 +279,225 @@ pub async fn lock_attempt(
     connection: &mut PgConnection,
     attempt_id: Uuid,
 ) -> sqlx::Result<Option<AttemptWithContact>> {
-    sqlx::query_as(
-        "SELECT a.id, a.campaign_id, a.contact_id, a.state, c.client_id, c.phone_index, c.attempts_made,
-                c.max_attempts, k.retry_policy
-           FROM attempts a JOIN contacts c ON c.id = a.contact_id JOIN campaigns k ON k.id = a.campaign_id
-          WHERE a.id = $1 FOR UPDATE OF a, c",
+    sqlx::query_as(&format!("{LOCK_ATTEMPT} {LOCK_ATTEMPT_FROM}"))
+        .bind(attempt_id)
+        .fetch_optional(connection)
+        .await
+}
+
+/// An attempt locked for a webhook event.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventTarget {
+    #[sqlx(flatten)]
+    pub attempt: AttemptWithContact,
+    /// False when the event id was recorded before: the event is a repeat.
+    pub first_delivery: bool,
+}
+
+/// Records a webhook event id and locks its attempt and contact, in one
+/// statement; `None` when the attempt does not exist. The caller must roll
+/// back on `None`, or the event id stays recorded.
+pub async fn lock_attempt_for_event(
+    connection: &mut PgConnection,
+    attempt_id: Uuid,
+    event_id: &str,
+    event_type: &str,
+) -> sqlx::Result<Option<EventTarget>> {
+    let query = format!(
+        "WITH recorded AS (
+            INSERT INTO webhook_events (event_id, attempt_id, event_type) VALUES ($2, $1, $3)
+            ON CONFLICT DO NOTHING RETURNING 1
+         )
+         {LOCK_ATTEMPT}, EXISTS (SELECT 1 FROM recorded) AS first_delivery {LOCK_ATTEMPT_FROM}"
+    );
+    sqlx::query_as(&query)
+        .bind(attempt_id)
+        .bind(event_id)
+        .bind(event_type)
+        .fetch_optional(connection)
+        .await
+}
+
+/// The result of recording a webhook event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventRecording {
+    /// The event id was new and the event was applied.
+    Recorded,
+    /// The event id was recorded before; nothing changed.
+    Duplicate,
+    /// No attempt has the event's attempt id.
+    AttemptNotFound,
+    /// The attempt or its contact changed since they were read; nothing
+    /// changed, and the caller must take the locking path.
+    Changed,
+}
+
+/// A `started` or `answered` event: the platform placed the call, or a
+/// person answered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// A `handing_over` attempt becomes `handed_over` with the platform's call id.
+    Started,
+    /// An open attempt not yet connected becomes `connected`.
+    Answered,
+}
+
+/// One `started` or `answered` event to record.
+#[derive(Debug, Clone)]
+pub struct ProgressEvent<'a> {
+    pub attempt_id: Uuid,
+    pub event_id: &'a str,
+    /// The platform's call id, kept from a `started` event.
+    pub call_id: Option<&'a str>,
+    pub at: DateTime<Utc>,
+}
+
+/// Records `started` or `answered` events and applies them, in one statement;
+/// returns one result per event, in order. An event id is recorded only when
+/// its attempt exists, and an attempt moves only when its event id is new and
+/// the event moves it on, so late and repeated events change nothing. Each
+/// attempt and each event id may appear once.
+pub async fn record_progress_all(
+    executor: impl PgExecutor<'_>,
+    progress: Progress,
+    events: &[ProgressEvent<'_>],
+) -> sqlx::Result<Vec<EventRecording>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (event_type, moves) = match progress {
+        Progress::Started => ("started", "state = 'handing_over'"),
+        Progress::Answered => ("answered", "state IN ('handing_over', 'handed_over')"),
+    };
+    let set = match progress {
+        Progress::Started => {
+            "state = 'handed_over', platform_call_id = l.call_id, handed_over_at = l.at"
+        }
+        Progress::Answered => "state = 'connected', answered_at = COALESCE(a.answered_at, l.at)",
+    };
+    // Rows are locked in attempt id order, like every batch that locks
+    // attempts, so two batches never wait for each other in a cycle.
+    let query = format!(
+        "WITH input AS (
+            SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])
+                   WITH ORDINALITY AS u(attempt_id, event_id, call_id, at, position)
+         ), known AS (
+            SELECT i.* FROM input i WHERE EXISTS (SELECT 1 FROM attempts a WHERE a.id = i.attempt_id)
+         ), recorded AS (
+            INSERT INTO webhook_events (event_id, attempt_id, event_type)
+            SELECT event_id, attempt_id, '{event_type}' FROM known
+            ON CONFLICT DO NOTHING RETURNING event_id
+         ), locked AS (
+            SELECT a.id, k.call_id, k.at FROM known k JOIN recorded r ON r.event_id = k.event_id
+              JOIN attempts a ON a.id = k.attempt_id
+             WHERE a.{moves}
+             ORDER BY a.id FOR UPDATE OF a
+         ), moved AS (
+            UPDATE attempts a SET {set} FROM locked l WHERE a.id = l.id
+         )
+         SELECT EXISTS (SELECT 1 FROM known k WHERE k.position = i.position),
+                EXISTS (SELECT 1 FROM recorded r WHERE r.event_id = i.event_id)
+           FROM input i ORDER BY i.position"
+    );
+    let results: Vec<(bool, bool)> = sqlx::query_as(&query)
+        .bind(events.iter().map(|e| e.attempt_id).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.call_id).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
+        .fetch_all(executor)
+        .await?;
+    Ok(results
+        .into_iter()
+        .map(|(known, recorded)| match (known, recorded) {
+            (false, _) => EventRecording::AttemptNotFound,
+            (true, false) => EventRecording::Duplicate,
+            (true, true) => EventRecording::Recorded,
+        })
+        .collect())
+}
+
+/// One `ended` event to record, with the attempt as read by
+/// [`read_attempts`] and the contact's step decided from that read.
+#[derive(Debug, Clone)]
+pub struct EndedEvent<'a> {
+    pub expected: &'a AttemptWithContact,
+    pub event_id: &'a str,
+    pub closing: Closing<'a>,
+    pub step: ContactStep<'a>,
+}
+
+/// Records `ended` events, closes their attempts and moves their contacts on,
+/// in one statement; returns one result per event, in order. An event is
+/// applied only while its attempt's state, and its contact's `dialing` state
+/// and attempt count, are still those read: otherwise it changes nothing and
+/// reads [`EventRecording::Changed`], and the caller must take the locking
+/// path. Each attempt and each event id may appear once.
+pub async fn record_ended_all(
+    executor: impl PgExecutor<'_>,
+    events: &[EndedEvent<'_>],
+) -> sqlx::Result<Vec<EventRecording>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let results: Vec<(bool, bool)> = sqlx::query_as(
+        "WITH input AS (
+            SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::int4[], $5::text[], $6::text[], $7::text[],
+                                 $8::text[], $9::int4[], $10::text[], $11::timestamptz[], $12::text[],
+                                 $13::timestamptz[], $14::text[])
+                   WITH ORDINALITY AS u(attempt_id, attempt_state, contact_id, attempts_made, event_id, closed_state,
+                                        outcome, end_reason, duration_seconds, summary, at, contact_state,
+                                        next_attempt_at, final_reason, position)
+         ), target AS (
+            SELECT i.* FROM input i
+              JOIN attempts a ON a.id = i.attempt_id
+              JOIN contacts c ON c.id = i.contact_id
+             WHERE a.contact_id = i.contact_id
+               AND a.state = i.attempt_state AND c.state = 'dialing' AND c.attempts_made = i.attempts_made
+             ORDER BY i.attempt_id FOR UPDATE OF a, c
+         ), recorded AS (
+            INSERT INTO webhook_events (event_id, attempt_id, event_type)
+            SELECT event_id, attempt_id, 'ended' FROM target
+            ON CONFLICT DO NOTHING RETURNING event_id
+         ), applied AS (
+            SELECT t.* FROM target t JOIN recorded r ON r.event_id = t.event_id
+         ), closed AS (
+            UPDATE attempts a SET state = p.closed_state, outcome = p.outcome, end_reason = p.end_reason,
+                   duration_seconds = p.duration_seconds, summary = p.summary, ended_at = p.at
+              FROM applied p WHERE a.id = p.attempt_id
+         ), settled AS (
+            UPDATE contacts c SET state = p.contact_state, last_outcome = p.outcome,
+                   next_attempt_at = p.next_attempt_at, final_reason = COALESCE(p.final_reason, c.final_reason),
+                   updated_at = now()
+              FROM applied p WHERE c.id = p.contact_id AND c.state = 'dialing'
+         )
+         SELECT EXISTS (SELECT 1 FROM target t WHERE t.position = i.position),
+                EXISTS (SELECT 1 FROM recorded r WHERE r.event_id = i.event_id)
+           FROM input i ORDER BY i.position",
     )
-    .bind(attempt_id)
-    .fetch_optional(connection)
-    .await
+    .bind(events.iter().map(|e| e.expected.id).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.expected.state.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.expected.contact_id).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.expected.attempts_made).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.closing.state).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.closing.outcome).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.closing.end_reason).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.closing.duration_seconds).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.closing.summary).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.closing.at).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.step.contact_state()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.step.next_attempt_at()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.step.final_reason()).collect::<Vec<_>>())
+    .fetch_all(executor)
+    .await?;
+    Ok(results
+        .into_iter()
+        .map(|(unchanged, recorded)| match (unchanged, recorded) {
+            (false, _) => EventRecording::Changed,
+            (true, false) => EventRecording::Duplicate,
+            (true, true) => EventRecording::Recorded,
+        })
+        .collect())
 }
 
 /// Marks an open attempt connected when the call is answered.
@@ -214,89 +517,106 @@ pub async fn mark_connected(
     Ok(())
 }
 
-/// Closes an attempt with its outcome. `state` is `ended`, `failed` or `unknown`.
-#[allow(clippy::too_many_arguments)]
+/// Closes an attempt with its outcome and leaves its contact as it is.
 pub async fn close(
     executor: impl PgExecutor<'_>,
     attempt_id: Uuid,
-    state: &str,
-    outcome: &str,
-    end_reason: Option<&str>,
-    duration_seconds: Option<i32>,
-    summary: Option<&str>,
-    at: DateTime<Utc>,
+    closing: &Closing<'_>,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE attempts SET state = $2, outcome = $3, end_reason = $4, duration_seconds = $5, summary = $6, ended_at = $7
           WHERE id = $1",
     )
     .bind(attempt_id)
-    .bind(state)
-    .bind(outcome)
-    .bind(end_reason)
-    .bind(duration_seconds)
-    .bind(summary)
-    .bind(at)
+    .bind(closing.state)
+    .bind(closing.outcome)
+    .bind(closing.end_reason)
+    .bind(closing.duration_seconds)
+    .bind(closing.summary)
+    .bind(closing.at)
     .execute(executor)
     .await?;
     Ok(())
 }
 
-/// Puts a contact back in the queue after an attempt, to be tried from `next_at`.
-pub async fn requeue_contact(
-    executor: impl PgExecutor<'_>,
-    contact_id: Uuid,
-    outcome: &str,
-    next_at: DateTime<Utc>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE contacts SET state = 'pending', last_outcome = $2, next_attempt_at = $3, updated_at = now()
-          WHERE id = $1 AND state = 'dialing'",
-    )
-    .bind(contact_id)
-    .bind(outcome)
-    .bind(next_at)
-    .execute(executor)
-    .await?;
-    Ok(())
+/// The end of an attempt: its final state, outcome and call details.
+#[derive(Debug, Clone, Copy)]
+pub struct Closing<'a> {
+    /// `ended`, `failed` or `unknown`.
+    pub state: &'a str,
+    pub outcome: &'a str,
+    pub end_reason: Option<&'a str>,
+    pub duration_seconds: Option<i32>,
+    pub summary: Option<&'a str>,
+    pub at: DateTime<Utc>,
 }
 
-/// Ends a contact after its last attempt.
-pub async fn close_contact(
-    executor: impl PgExecutor<'_>,
-    contact_id: Uuid,
-    outcome: &str,
-    reason: &str,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE contacts SET state = 'done', last_outcome = $2, final_reason = $3, next_attempt_at = NULL,
-                updated_at = now()
-          WHERE id = $1 AND state = 'dialing'",
-    )
-    .bind(contact_id)
-    .bind(outcome)
-    .bind(reason)
-    .execute(executor)
-    .await?;
-    Ok(())
+/// The next step of an ended attempt's contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactStep<'a> {
+    /// Back in the queue, due from this instant.
+    Requeue(DateTime<Utc>),
+    /// Calling is over, for this reason.
+    Finish(&'a str),
 }
 
-/// Records a webhook event id; returns false when it was seen before.
-pub async fn record_event(
+impl<'a> ContactStep<'a> {
+    /// The contact's state after the step.
+    fn contact_state(self) -> &'static str {
+        match self {
+            ContactStep::Requeue(_) => "pending",
+            ContactStep::Finish(_) => "done",
+        }
+    }
+
+    fn next_attempt_at(self) -> Option<DateTime<Utc>> {
+        match self {
+            ContactStep::Requeue(at) => Some(at),
+            ContactStep::Finish(_) => None,
+        }
+    }
+
+    fn final_reason(self) -> Option<&'a str> {
+        match self {
+            ContactStep::Requeue(_) => None,
+            ContactStep::Finish(reason) => Some(reason),
+        }
+    }
+}
+
+/// Closes an attempt and moves its contact on, in one statement. The contact
+/// changes only while it is `dialing`, so its step is applied at most once.
+pub async fn close_and_settle(
     executor: impl PgExecutor<'_>,
-    event_id: &str,
     attempt_id: Uuid,
-    event_type: &str,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query(
-        "INSERT INTO webhook_events (event_id, attempt_id, event_type) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    contact_id: Uuid,
+    closing: &Closing<'_>,
+    step: ContactStep<'_>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH closed AS (
+            UPDATE attempts SET state = $2, outcome = $3, end_reason = $4, duration_seconds = $5, summary = $6,
+                   ended_at = $7
+             WHERE id = $1
+         )
+         UPDATE contacts SET state = $9, last_outcome = $3, next_attempt_at = $10,
+                final_reason = COALESCE($11, final_reason), updated_at = now()
+          WHERE id = $8 AND state = 'dialing'",
     )
-    .bind(event_id)
     .bind(attempt_id)
-    .bind(event_type)
+    .bind(closing.state)
+    .bind(closing.outcome)
+    .bind(closing.end_reason)
+    .bind(closing.duration_seconds)
+    .bind(closing.summary)
+    .bind(closing.at)
+    .bind(contact_id)
+    .bind(step.contact_state())
+    .bind(step.next_attempt_at())
+    .bind(step.final_reason())
     .execute(executor)
     .await?;
-    Ok(result.rows_affected() == 1)
+    Ok(())
 }
 
 /// Open attempts that started before `cutoff`: their result is lost.

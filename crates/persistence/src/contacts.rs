@@ -295,7 +295,11 @@ pub async fn suppress(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO suppressions (id, client_id, phone_index, source, attempt_id, phone_masked)
-         VALUES ($1, $2, $3, $4, $5, (SELECT phone_masked FROM contacts WHERE client_id = $2 AND phone_index = $3 LIMIT 1))
+         VALUES ($1, $2, $3, $4, $5, COALESCE(
+             -- The attempt's contact, found by key. Only without an attempt
+             -- does the lookup scan the client's contacts.
+             (SELECT c.phone_masked FROM attempts a JOIN contacts c ON c.id = a.contact_id WHERE a.id = $5),
+             (SELECT phone_masked FROM contacts WHERE client_id = $2 AND phone_index = $3 LIMIT 1)))
          ON CONFLICT (client_id, phone_index) DO UPDATE
             SET removed_at = NULL, removed_by = NULL, removed_reason = NULL, source = EXCLUDED.source,
                 attempt_id = EXCLUDED.attempt_id, created_at = now()

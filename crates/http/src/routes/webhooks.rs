@@ -1,5 +1,7 @@
 //! The signed webhook that receives call events from the voice platform.
 
+use std::sync::Arc;
+
 use actix_web::{post, web, HttpRequest};
 use outbound_domain::retry::{NextStep, Outcome};
 use outbound_persistence::attempts;
@@ -75,32 +77,104 @@ pub async fn receive_event(
             ),
         )
     })?;
-    let status = record_event(&state, &event).await?;
+    let status = record_event(&state, event).await?;
     Ok(web::Json(EventAck {
         status: status.into(),
     }))
 }
 
-async fn record_event(state: &AppState, event: &CallEvent) -> ApiResult<&'static str> {
+/// Records one event: in a batch with the events arriving at the same time
+/// when it can, or else on its own in a transaction that locks its attempt.
+async fn record_event(state: &AppState, event: CallEvent) -> ApiResult<&'static str> {
     let now = state.clock.now();
+    let outcome = match event.event_type {
+        CallEventType::Ended => Some(event.outcome.ok_or_else(|| {
+            ApiError::unprocessable("missing_outcome", "an ended event needs an outcome")
+        })?),
+        _ => None,
+    };
+    let event = Arc::new(event);
+    if event.event_type != CallEventType::OptOut {
+        if let Some(recording) = state.event_batcher.record(event.clone(), now).await {
+            if let (Some(outcome), attempts::EventRecording::Recorded) = (outcome, recording) {
+                crate::metrics::metrics()
+                    .attempts
+                    .with_label_values(&[outcome.as_str()])
+                    .inc();
+                crate::dispatch::notify_slot_freed();
+            }
+            return recording_status(recording);
+        }
+    }
+    record_event_locked(state, &event, now).await
+}
+
+fn recording_status(recording: attempts::EventRecording) -> ApiResult<&'static str> {
+    match recording {
+        attempts::EventRecording::Recorded => Ok("recorded"),
+        attempts::EventRecording::Duplicate => Ok("duplicate"),
+        attempts::EventRecording::AttemptNotFound => Err(ApiError::not_found("attempt")),
+        // The batcher hands changed attempts back to the locking path, so
+        // this response only asks the platform to send the event again.
+        attempts::EventRecording::Changed => Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "attempt_changed",
+            "the attempt changed while the event was recorded; send the event again",
+        )),
+    }
+}
+
+/// Returns the call summary, cut to 2,000 characters.
+pub(crate) fn short_summary(event: &CallEvent) -> Option<String> {
+    event
+        .summary
+        .as_deref()
+        .map(|s| s.chars().take(2_000).collect::<String>())
+}
+
+/// Builds the values an ended event closes its attempt with.
+pub(crate) fn closing_for<'a>(
+    event: &'a CallEvent,
+    outcome: Outcome,
+    summary: Option<&'a str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> attempts::Closing<'a> {
+    attempts::Closing {
+        state: if outcome == Outcome::Failed {
+            "failed"
+        } else {
+            "ended"
+        },
+        outcome: outcome.as_str(),
+        end_reason: event.end_reason.as_deref(),
+        duration_seconds: event.duration_seconds,
+        summary,
+        at: now,
+    }
+}
+
+/// Records one event in one transaction that locks the attempt and its
+/// contact: the event id and the row locks are taken by one statement.
+async fn record_event_locked(
+    state: &AppState,
+    event: &CallEvent,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<&'static str> {
     let mut transaction = state.pool.begin().await?;
-    let attempt = attempts::lock_attempt(&mut transaction, event.attempt_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("attempt"))?;
-    if !attempts::record_event(
-        &mut *transaction,
+    let target = attempts::lock_attempt_for_event(
+        &mut transaction,
+        event.attempt_id,
         &event.event_id,
-        attempt.id,
         event.event_type.as_str(),
     )
     .await?
-    {
+    .ok_or_else(|| ApiError::not_found("attempt"))?;
+    if !target.first_delivery {
         return Ok("duplicate");
     }
-    let open = matches!(
-        attempt.state.as_str(),
-        "handing_over" | "handed_over" | "connected"
-    );
+    let attempt = target.attempt;
+    let open = is_open(&attempt.state);
+    let mut slot_freed = false;
     match event.event_type {
         CallEventType::Started => {
             if attempt.state == "handing_over" {
@@ -114,7 +188,9 @@ async fn record_event(state: &AppState, event: &CallEvent) -> ApiResult<&'static
             }
         }
         CallEventType::Answered => {
-            attempts::mark_connected(&mut *transaction, attempt.id, now).await?
+            if open {
+                attempts::mark_connected(&mut *transaction, attempt.id, now).await?
+            }
         }
         CallEventType::OptOut => {
             contacts::suppress(
@@ -136,47 +212,20 @@ async fn record_event(state: &AppState, event: &CallEvent) -> ApiResult<&'static
             let outcome = event.outcome.ok_or_else(|| {
                 ApiError::unprocessable("missing_outcome", "an ended event needs an outcome")
             })?;
-            let summary = event
-                .summary
-                .as_deref()
-                .map(|s| s.chars().take(2_000).collect::<String>());
-            let closed_state = if outcome == Outcome::Failed {
-                "failed"
-            } else {
-                "ended"
-            };
+            let summary = short_summary(event);
+            let closing = closing_for(event, outcome, summary.as_deref(), now);
             if open {
                 crate::metrics::metrics()
                     .attempts
                     .with_label_values(&[outcome.as_str()])
                     .inc();
-                attempts::close(
-                    &mut *transaction,
-                    attempt.id,
-                    closed_state,
-                    outcome.as_str(),
-                    event.end_reason.as_deref(),
-                    event.duration_seconds,
-                    summary.as_deref(),
-                    now,
-                )
-                .await?;
-                settle_contact(&mut transaction, &attempt, outcome, now).await?;
+                close_and_settle(&mut transaction, &attempt, &closing, outcome, now).await?;
+                slot_freed = true;
             } else {
                 // A late result for an attempt already given up as unknown: keep
                 // the truth on the attempt, and never call a contact again
                 // after an answered or opted-out call.
-                attempts::close(
-                    &mut *transaction,
-                    attempt.id,
-                    closed_state,
-                    outcome.as_str(),
-                    event.end_reason.as_deref(),
-                    event.duration_seconds,
-                    summary.as_deref(),
-                    now,
-                )
-                .await?;
+                attempts::close(&mut *transaction, attempt.id, &closing).await?;
                 if outcome.is_final() {
                     sqlx::query("UPDATE contacts SET state = 'done', last_outcome = $2, final_reason = $2, next_attempt_at = NULL WHERE id = $1 AND state = 'pending'")
                         .bind(attempt.contact_id)
@@ -188,28 +237,26 @@ async fn record_event(state: &AppState, event: &CallEvent) -> ApiResult<&'static
         }
     }
     transaction.commit().await?;
+    if slot_freed {
+        crate::dispatch::notify_slot_freed();
+    }
     Ok("recorded")
 }
 
-/// Decides what follows an ended attempt for its contact.
-pub async fn settle_contact(
-    transaction: &mut sqlx::PgConnection,
+/// Reports whether an attempt in `state` still waits for its result.
+pub fn is_open(state: &str) -> bool {
+    matches!(state, "handing_over" | "handed_over" | "connected")
+}
+
+/// Decides what follows an ended attempt for its contact: a suppressed number
+/// is never called again, a cancelled campaign drops its retries, and
+/// otherwise the campaign's retry policy decides.
+pub fn next_contact_step(
     attempt: &attempts::AttemptWithContact,
     outcome: Outcome,
     now: chrono::DateTime<chrono::Utc>,
-) -> sqlx::Result<()> {
-    let suppressed: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM suppressions WHERE client_id = $1 AND phone_index = $2 AND removed_at IS NULL)",
-    )
-    .bind(attempt.client_id)
-    .bind(&attempt.phone_index)
-    .fetch_one(&mut *transaction)
-    .await?;
-    let campaign_state: String = sqlx::query_scalar("SELECT state FROM campaigns WHERE id = $1")
-        .bind(attempt.campaign_id)
-        .fetch_one(&mut *transaction)
-        .await?;
-    let step = if suppressed && !outcome.is_final() {
+) -> attempts::ContactStep<'static> {
+    let step = if attempt.suppressed && !outcome.is_final() {
         NextStep::Finish("suppressed")
     } else {
         attempt.retry_policy.0.next_step(
@@ -220,27 +267,29 @@ pub async fn settle_contact(
         )
     };
     match step {
-        NextStep::RetryAt(_) if campaign_state == "cancelled" => {
-            attempts::close_contact(
-                &mut *transaction,
-                attempt.contact_id,
-                outcome.as_str(),
-                "campaign_cancelled",
-            )
-            .await
+        NextStep::RetryAt(_) if attempt.campaign_state == "cancelled" => {
+            attempts::ContactStep::Finish("campaign_cancelled")
         }
-        NextStep::RetryAt(at) => {
-            attempts::requeue_contact(&mut *transaction, attempt.contact_id, outcome.as_str(), at)
-                .await
-        }
-        NextStep::Finish(reason) => {
-            attempts::close_contact(
-                &mut *transaction,
-                attempt.contact_id,
-                outcome.as_str(),
-                reason,
-            )
-            .await
-        }
+        NextStep::RetryAt(at) => attempts::ContactStep::Requeue(at),
+        NextStep::Finish(reason) => attempts::ContactStep::Finish(reason),
     }
+}
+
+/// Closes a locked attempt and moves its contact on by [`next_contact_step`].
+pub async fn close_and_settle(
+    transaction: &mut sqlx::PgConnection,
+    attempt: &attempts::AttemptWithContact,
+    closing: &attempts::Closing<'_>,
+    outcome: Outcome,
+    now: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<()> {
+    let step = next_contact_step(attempt, outcome, now);
+    attempts::close_and_settle(
+        &mut *transaction,
+        attempt.id,
+        attempt.contact_id,
+        closing,
+        step,
+    )
+    .await
 }

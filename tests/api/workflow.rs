@@ -1014,13 +1014,11 @@ async fn pause_stops_calls_until_resume() {
     simulator.stop(true).await;
 }
 
-/// Checks that contacts are called after a resume when a pause committed
-/// between the dispatcher's claim and its hand-over, which withdraws the
-/// attempts. Row locks force that order: the test locks the contacts so the
-/// first rounds claim nothing, locks the campaign row so a round queues its
-/// claim, queues a pause behind it and then releases both rows.
+/// Checks that a resume calls the contacts whose attempts were withdrawn
+/// because a pause committed between claim and hand-over. A trigger pauses
+/// the campaign inside the claim's transaction, which fixes that order; two
+/// waiting transactions would not, because PostgreSQL does not order waiters.
 #[tokio::test]
-#[ignore = "timing-dependent: assumes the queued pause takes the campaign row lock before the hand-over, which PostgreSQL does not guarantee; fails about 1 run in 8"]
 async fn resume_calls_withdrawn_contacts() {
     let platform = RecordingPlatform::start();
     let (app, start) = dispatching_app(&platform.url, 1.0).await;
@@ -1033,12 +1031,21 @@ async fn resume_calls_withdrawn_contacts() {
         .await;
     assert_eq!(status, 201, "import: {import}");
 
-    let mut hold = app.pool.begin().await.expect("begin");
-    sqlx::query("SELECT id FROM contacts WHERE campaign_id = $1 FOR UPDATE")
-        .bind(campaign_id)
-        .fetch_all(&mut *hold)
-        .await
-        .expect("lock contacts");
+    for statement in [
+        "CREATE FUNCTION pause_after_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             UPDATE campaigns SET state = 'paused', version = version + 1, updated_at = now()
+              WHERE id = NEW.campaign_id AND state = 'running';
+             RETURN NULL;
+         END $$",
+        "CREATE TRIGGER pause_after_claim AFTER INSERT ON attempts
+         FOR EACH ROW EXECUTE FUNCTION pause_after_claim()",
+    ] {
+        sqlx::query(statement)
+            .execute(&app.pool)
+            .await
+            .expect("install the pausing trigger");
+    }
     let (status, launched) = app
         .post(
             &format!("/v1/campaigns/{campaign}/launch"),
@@ -1047,24 +1054,6 @@ async fn resume_calls_withdrawn_contacts() {
         )
         .await;
     assert_eq!(status, 200, "launch: {launched}");
-    sqlx::query("SELECT id FROM campaigns WHERE id = $1 FOR UPDATE")
-        .bind(campaign_id)
-        .fetch_all(&mut *hold)
-        .await
-        .expect("lock campaign");
-    // The dispatcher starts a round 100 ms after the previous one ends, so a
-    // round now waits for the campaign row.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let pause = tokio::spawn(
-        app.http
-            .post(app.url(&format!("/v1/campaigns/{campaign}/pause")))
-            .bearer_auth(admin.clone())
-            .send(),
-    );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    hold.commit().await.expect("release the locks");
-    let paused = pause.await.expect("pause task").expect("pause request");
-    assert_eq!(paused.status(), 200, "pause");
 
     let deadline = Instant::now() + DISPATCH_WAIT;
     let withdrawn = loop {
@@ -1082,21 +1071,29 @@ async fn resume_calls_withdrawn_contacts() {
         .fetch_one(&app.pool)
         .await
         .expect("count open attempts");
-        if handing_over == 0 {
+        if handing_over == 0 && withdrawn >= numbers.len() as i64 {
             break withdrawn;
         }
-        assert!(Instant::now() < deadline, "attempts stayed in handing_over");
+        assert!(
+            Instant::now() < deadline,
+            "{withdrawn} attempts withdrawn and {handing_over} still handing over after {DISPATCH_WAIT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
     assert_eq!(
         withdrawn,
         numbers.len() as i64,
-        "the locks made the pause land between claim and hand-over"
+        "the trigger made the pause land between claim and hand-over"
     );
     assert!(
         platform.calls().is_empty(),
         "no call was requested before the pause"
     );
+
+    sqlx::query("DROP TRIGGER pause_after_claim ON attempts")
+        .execute(&app.pool)
+        .await
+        .expect("remove the pausing trigger");
 
     let (status, resumed) = app
         .post(

@@ -1118,3 +1118,157 @@ async fn contact_with_unknown_parent_rejected() {
     );
     app.finish().await;
 }
+
+// ---------------------------------------------------------------------------
+// Concurrent import jobs
+// ---------------------------------------------------------------------------
+
+/// Sends only the head of a job-sized upload, declaring a body it never
+/// sends, and returns the status and text of the response. A server that
+/// tried to read the body would wait past the read timeout.
+async fn post_head_only(app: &TestApp, path: &str, length: usize) -> (u16, String) {
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: text/csv\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n",
+        app.admin()
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(&address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        stream.write_all(head.as_bytes()).expect("head");
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        (status, text)
+    })
+    .await
+    .expect("the request finishes")
+}
+
+#[tokio::test]
+async fn jobs_over_cap_refused_with_429() {
+    let (app, campaign) = spawn_with_limits(ImportLimits {
+        max_jobs: 1,
+        ..job_limits()
+    })
+    .await;
+    // Holding the campaign row keeps the first job waiting inside its slot.
+    let mut blocker = app.pool.begin().await.expect("transaction");
+    sqlx::query("SELECT 1 FROM campaigns WHERE id = $1::uuid FOR NO KEY UPDATE")
+        .bind(&campaign)
+        .execute(&mut *blocker)
+        .await
+        .expect("lock the campaign");
+    let first = upload(&app, &campaign, valid_rows(50), None).await;
+    assert_eq!(first.status, 202, "first job: {}", first.text);
+
+    let response = app
+        .http
+        .post(app.url(&format!("/v1/campaigns/{campaign}/imports")))
+        .bearer_auth(app.admin())
+        .header("Content-Type", "text/csv")
+        .body(valid_rows(60))
+        .send()
+        .await
+        .expect("request");
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let second = reply_of(response).await;
+    assert_problem(&second, 429, "too_many_import_jobs");
+    assert!(
+        retry_after.is_some_and(|s| s > 0),
+        "Retry-After: {retry_after:?}"
+    );
+    assert_eq!(
+        second.body["max_import_jobs"], 1,
+        "limit named: {}",
+        second.text
+    );
+    assert!(
+        second.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("again")),
+        "tells the client to retry: {}",
+        second.text
+    );
+
+    let path = format!("/v1/campaigns/{campaign}/imports");
+    let (status, text) = post_head_only(&app, &path, 100_000).await;
+    assert_eq!(status, 429, "refused before the body is read: {text}");
+
+    blocker.rollback().await.expect("release");
+    let first_id = first.body["import_id"]
+        .as_str()
+        .expect("import id")
+        .to_owned();
+    let done = wait_for_import(&app, &campaign, &first_id).await;
+    assert_eq!(done["state"], "completed", "first job: {done}");
+
+    let imported: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(imported, 50, "the refused upload imported nothing");
+
+    let third = upload(&app, &campaign, valid_rows(60), None).await;
+    assert_eq!(
+        third.status, 202,
+        "a freed slot takes a job: {}",
+        third.text
+    );
+    let third_id = third.body["import_id"]
+        .as_str()
+        .expect("import id")
+        .to_owned();
+    let done = wait_for_import(&app, &campaign, &third_id).await;
+    assert_eq!(done["state"], "completed", "third job: {done}");
+    assert_eq!(done["rows_accepted"], 10, "third job: {done}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn small_upload_not_limited_by_job_cap() {
+    let (app, campaign) = spawn_with_limits(ImportLimits {
+        max_jobs: 1,
+        ..job_limits()
+    })
+    .await;
+    let mut blocker = app.pool.begin().await.expect("transaction");
+    sqlx::query("SELECT 1 FROM campaigns WHERE id = $1::uuid FOR NO KEY UPDATE")
+        .bind(&campaign)
+        .execute(&mut *blocker)
+        .await
+        .expect("lock the campaign");
+
+    let first = upload(&app, &campaign, valid_rows(50), None).await;
+    assert_eq!(first.status, 202, "first job: {}", first.text);
+
+    // The small file arrives while the job has the only slot. It waits for
+    // the campaign row like any import, and is not rejected.
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        blocker.rollback().await.expect("release");
+    };
+    let (small, ()) = tokio::join!(
+        upload(&app, &campaign, "to_number\n0491 570 006\n", None),
+        release
+    );
+    assert_eq!(small.status, 201, "inline import: {}", small.text);
+
+    let first_id = first.body["import_id"]
+        .as_str()
+        .expect("import id")
+        .to_owned();
+    wait_for_import(&app, &campaign, &first_id).await;
+    app.finish().await;
+}

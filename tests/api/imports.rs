@@ -945,13 +945,13 @@ async fn bom_and_crlf_accepted() {
     let csv = "\u{feff}to_number,contact_ref\r\n0491 570 006,Zoë\r\n0491 57O 313,A-2\r\n";
     let reply = import(&app, &campaign, "", csv).await;
     assert_counts(&reply, 1, 1);
-    // NOTE: the line is not checked here because CRLF lines are reported one
-    // too low. crlf_lines_point_to_record covers it.
-    assert_eq!(
-        reply.body["errors"][0]["code"], "invalid_to_number",
-        "error code"
+    assert_issue(
+        &reply.body["errors"],
+        "invalid_to_number",
+        2,
+        3,
+        "to_number",
     );
-    assert_eq!(reply.body["errors"][0]["row"], 2, "error row");
     let contact = &contacts(&app, &campaign).await[0];
     assert_eq!(
         contact["contact_ref"], "Zoë",
@@ -965,7 +965,6 @@ async fn bom_and_crlf_accepted() {
 }
 
 #[tokio::test]
-#[ignore = "product bug: with CRLF line endings every reported line is one too low (row 2 on line 3 is reported as line 2)"]
 async fn crlf_lines_point_to_record() {
     let (app, campaign) = setup(json!({})).await;
     let csv = "to_number,contact_ref\r\n0491 570 006,A-1\r\n0491 57O 313,A-2\r\n0491 570 156,\"one\r\ntwo\"\r\n0491 57O 737,A-4\r\n";
@@ -1237,7 +1236,6 @@ async fn same_key_other_body_422() {
 }
 
 #[tokio::test]
-#[ignore = "product bug: the request fingerprint leaves out the Content-Type charset, so another declaration replays the first result"]
 async fn same_key_other_charset_422() {
     let (app, campaign) = setup(json!({})).await;
     let path = format!("/v1/campaigns/{campaign}/imports");
@@ -1869,5 +1867,508 @@ async fn wash_iso_date_received_at_accepted() {
     .await;
     assert_eq!(reply.status, 201, "wash with an ISO date: {}", reply.text);
     assert_eq!(reply.body["contacts_matched"], 5, "contacts_matched");
+    app.finish().await;
+}
+
+// ---------------------------------------------------------------------------
+// Line numbers and declared character sets
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn cr_only_lines_point_to_record() {
+    let (app, campaign) = setup(json!({})).await;
+    let csv = "to_number,contact_ref\r0491 570 006,A-1\r0491 57O 313,A-2\r0491 570 156,\"one\rtwo\"\r0491 57O 737,A-4";
+    let reply = import(&app, &campaign, "", csv).await;
+    assert_counts(&reply, 2, 2);
+    assert_issue(
+        &reply.body["errors"],
+        "invalid_to_number",
+        2,
+        3,
+        "to_number",
+    );
+    assert_issue(
+        &reply.body["errors"],
+        "invalid_to_number",
+        4,
+        6,
+        "to_number",
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn charset_parameter_matches_in_any_case() {
+    let (app, campaign) = setup(json!({})).await;
+    let reply = send(
+        &app,
+        &format!("/v1/campaigns/{campaign}/imports"),
+        "text/csv; Charset=\"Windows-1252\"",
+        b"to_number,contact_ref\n0491 570 006,Zo\xEB\n".to_vec(),
+        None,
+    )
+    .await;
+    assert_counts(&reply, 1, 0);
+    assert_eq!(
+        contacts(&app, &campaign).await[0]["contact_ref"],
+        "Zoë",
+        "decoded as windows-1252"
+    );
+    app.finish().await;
+}
+
+// ---------------------------------------------------------------------------
+// Length limits of free-text columns
+// ---------------------------------------------------------------------------
+
+/// Imports one row with `value` in `column` and returns the reply and the
+/// rejected-rows CSV.
+async fn import_free_text(column: &str, value: &str) -> (Reply, String) {
+    let (app, campaign) = setup(json!({})).await;
+    let csv = format!("to_number,{column}\n0491 570 006,{value}\n");
+    let reply = import(&app, &campaign, "", csv).await;
+    let import_id = reply.body["import_id"].as_str().unwrap_or("").to_owned();
+    let (_, rejected) = get_text(
+        &app,
+        &format!("/v1/campaigns/{campaign}/imports/{import_id}/rejected.csv"),
+    )
+    .await;
+    app.finish().await;
+    (reply, rejected)
+}
+
+#[tokio::test]
+async fn long_registry_evidence_rejected() {
+    let value = "W".repeat(201);
+    let (reply, rejected) = import_free_text("registry_evidence", &value).await;
+    assert_counts(&reply, 0, 1);
+    assert_issue(
+        &reply.body["errors"],
+        "value_too_long",
+        1,
+        2,
+        "registry_evidence",
+    );
+    let message = reply.body["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("200"), "limit named: {message}");
+    assert!(!reply.text.contains("WWWW"), "value echoed: {}", reply.text);
+    assert!(!rejected.contains("WWWW"), "value in rejected.csv");
+
+    let (reply, _) = import_free_text("registry_evidence", &"W".repeat(200)).await;
+    assert_counts(&reply, 1, 0);
+}
+
+#[tokio::test]
+async fn long_consent_evidence_rejected() {
+    let value = "C".repeat(501);
+    let (app, campaign) = setup(json!({})).await;
+    let csv = format!(
+        "to_number,consent_type,consent_given_at,consent_evidence\n0491 570 006,express,2026-10-01,{value}\n0491 570 156,express,2026-10-01,{}\n",
+        "C".repeat(500)
+    );
+    let reply = import(&app, &campaign, "", csv).await;
+    assert_counts(&reply, 1, 1);
+    assert_issue(
+        &reply.body["errors"],
+        "value_too_long",
+        1,
+        2,
+        "consent_evidence",
+    );
+    let message = reply.body["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("500"), "limit named: {message}");
+    assert!(!reply.text.contains("CCCC"), "value echoed: {}", reply.text);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn phone_number_in_contact_ref_rejected() {
+    let (reply, rejected) = import_free_text("contact_ref", "+61 491 570 006").await;
+    assert_counts(&reply, 0, 1);
+    assert_issue(
+        &reply.body["errors"],
+        "value_is_phone_number",
+        1,
+        2,
+        "contact_ref",
+    );
+    for text in [&reply.text, &rejected] {
+        assert!(!text.contains("491 570 006"), "number echoed: {text}");
+    }
+    // A nine-digit or six-digit reference is not taken for a number.
+    let (reply, _) = import_free_text("contact_ref", "412345678").await;
+    assert_counts(&reply, 1, 0);
+}
+
+// ---------------------------------------------------------------------------
+// Conflicting results in one wash file
+// ---------------------------------------------------------------------------
+
+/// Returns each contact's registry status, in row order.
+async fn statuses(app: &TestApp, campaign: &str) -> Vec<String> {
+    contacts(app, campaign)
+        .await
+        .iter()
+        .map(|c| c["registry_status"].as_str().unwrap_or("none").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn wash_conflict_registered_later_wins() {
+    let (app, campaign) = washable().await;
+    let csv = "number,result\n0491 570 006,N\n0491 570 156,N\n+61 491 570 006,Y\n";
+    let reply = wash(&app, &campaign, "wash_reference=W-1", csv).await;
+    assert_eq!(reply.status, 201, "wash: {}", reply.text);
+    assert_issue(
+        &reply.body["errors"],
+        "conflicting_wash_result",
+        3,
+        4,
+        "result",
+    );
+    let message = reply.body["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("row 1"), "names the first row: {message}");
+    assert_eq!(reply.body["rows_conflicting"], 1, "rows_conflicting");
+    assert_eq!(reply.body["registered"], 1, "registered");
+    assert_eq!(reply.body["not_registered"], 1, "not_registered");
+    assert_eq!(reply.body["contacts_matched"], 2, "contacts_matched");
+    assert_eq!(
+        statuses(&app, &campaign).await[..2],
+        ["registered", "not_registered"],
+        "statuses"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn wash_conflict_registered_first_kept() {
+    let (app, campaign) = washable().await;
+    let csv =
+        "number,result\n0491570006,registered\n0491 570 157,N\n(0491) 570-006,not registered\n";
+    let reply = wash(&app, &campaign, "wash_reference=W-1", csv).await;
+    assert_eq!(reply.status, 201, "wash: {}", reply.text);
+    assert_issue(
+        &reply.body["errors"],
+        "conflicting_wash_result",
+        3,
+        4,
+        "result",
+    );
+    assert_eq!(reply.body["registered"], 1, "registered");
+    assert_eq!(reply.body["not_registered"], 1, "not_registered");
+    assert_eq!(statuses(&app, &campaign).await[0], "registered", "row 1");
+    assert!(!reply.text.contains("570-006"), "number echoed");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn wash_conflict_invalid_beats_not_registered() {
+    let (app, campaign) = washable().await;
+    let csv = "number,result\n0491 570 158,N\n0491 570 158,I\n0491 570 158,N\n";
+    let reply = wash(&app, &campaign, "wash_reference=W-1", csv).await;
+    assert_eq!(reply.status, 201, "wash: {}", reply.text);
+    assert_eq!(reply.body["rows_conflicting"], 2, "rows_conflicting");
+    assert_issue(
+        &reply.body["errors"],
+        "conflicting_wash_result",
+        2,
+        3,
+        "result",
+    );
+    assert_issue(
+        &reply.body["errors"],
+        "conflicting_wash_result",
+        3,
+        4,
+        "result",
+    );
+    assert_eq!(reply.body["invalid"], 1, "invalid");
+    assert_eq!(reply.body["not_registered"], 0, "not_registered");
+    assert_eq!(statuses(&app, &campaign).await[3], "invalid", "row 4");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn wash_conflict_across_batches_registered() {
+    let (app, campaign) = washable().await;
+    let mut csv = String::from("number,result\n0491 570 159,N\n");
+    for index in 0..10_000 {
+        csv.push_str(&format!("02 5550 {index:04},N\n"));
+    }
+    csv.push_str("0491570159,Y\n");
+    let reply = wash(&app, &campaign, "wash_reference=W-1", &csv).await;
+    assert_eq!(reply.status, 201, "wash: {}", reply.text);
+    assert_issue(
+        &reply.body["errors"],
+        "conflicting_wash_result",
+        10_002,
+        10_003,
+        "result",
+    );
+    assert_eq!(reply.body["contacts_matched"], 1, "counted once");
+    assert_eq!(reply.body["registered"], 1, "registered");
+    assert_eq!(statuses(&app, &campaign).await[4], "registered", "row 5");
+    app.finish().await;
+}
+
+// ---------------------------------------------------------------------------
+// Faults seen in real CSV importers
+// ---------------------------------------------------------------------------
+
+/// Imports `csv` into a fresh campaign, expects `accepted` rows and returns
+/// the stored contacts' masked numbers with the reply.
+async fn import_expecting(
+    csv: impl Into<Vec<u8>>,
+    accepted: i64,
+    rejected: i64,
+) -> (Reply, Vec<Value>) {
+    let (app, campaign) = setup(json!({})).await;
+    let reply = import(&app, &campaign, "", csv).await;
+    assert_counts(&reply, accepted, rejected);
+    let list = contacts(&app, &campaign).await;
+    app.finish().await;
+    (reply, list)
+}
+
+fn masked(list: &[Value]) -> Vec<String> {
+    list.iter()
+        .map(|c| c["masked_number"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn excel_sep_line_sets_delimiter() {
+    let csv = "sep=;\r\nto_number;contact_ref\r\n0491 570 006;A,1\r\n0491 57O 313;A,2\r\n";
+    let (reply, list) = import_expecting(csv, 1, 1).await;
+    assert_issue(
+        &reply.body["errors"],
+        "invalid_to_number",
+        2,
+        4,
+        "to_number",
+    );
+    assert_eq!(list[0]["contact_ref"], "A,1", "split on ;");
+    assert_eq!(list[0]["row"], 1, "the sep line is not a row");
+}
+
+#[tokio::test]
+async fn leading_apostrophe_number_accepted() {
+    let csv = "to_number\n'0491 570 006\n'+61491570156\n";
+    let (reply, list) = import_expecting(csv, 2, 0).await;
+    assert_eq!(masked(&list), ["+61 ******006", "+61 ******156"]);
+    assert_eq!(reply.body["rows_with_warnings"], 0, "no warning");
+}
+
+#[tokio::test]
+async fn unicode_spaces_and_full_width_digits_accepted() {
+    let csv = "to_number\n\
+               0491\u{a0}570\u{a0}006\n\
+               0491\u{202f}570\u{202f}156\n\
+               \u{ff10}\u{ff14}\u{ff19}\u{ff11}\u{3000}\u{ff15}\u{ff17}\u{ff10}\u{3000}\u{ff11}\u{ff15}\u{ff17}\n\
+               \u{202a}+61\u{200b}491\u{200b}570\u{200b}158\u{202c}\n";
+    let (_, list) = import_expecting(csv, 4, 0).await;
+    assert_eq!(
+        masked(&list),
+        [
+            "+61 ******006",
+            "+61 ******156",
+            "+61 ******157",
+            "+61 ******158"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn plus61_bracketed_zero_accepted() {
+    let csv = "to_number\n+61 (0)491 570 006\n+61 (0)2 5550 1234\n";
+    let (_, list) = import_expecting(csv, 2, 0).await;
+    assert_eq!(masked(&list), ["+61 ******006", "+61 ******234"]);
+}
+
+#[tokio::test]
+async fn tel_prefix_accepted() {
+    let csv = "to_number\ntel:+61-491-570-006\nTEL:0491570156\ntel:+61491570157;ext=2\n";
+    let (reply, list) = import_expecting(csv, 2, 1).await;
+    assert_eq!(masked(&list), ["+61 ******006", "+61 ******156"]);
+    assert_issue(
+        &reply.body["errors"],
+        "invalid_to_number",
+        3,
+        4,
+        "to_number",
+    );
+}
+
+#[tokio::test]
+async fn excel_text_formula_number_accepted() {
+    let csv = "to_number,contact_ref\n=\"0491570006\",A-1\n";
+    let (_, list) = import_expecting(csv, 1, 0).await;
+    assert_eq!(masked(&list), ["+61 ******006"]);
+}
+
+#[tokio::test]
+async fn trailing_delimiter_on_every_line_accepted() {
+    let csv = "to_number,contact_ref,\n0491 570 006,A-1,\n0491 570 156,A-2,\n";
+    let (_, list) = import_expecting(csv, 2, 0).await;
+    assert_eq!(list[1]["contact_ref"], "A-2");
+}
+
+#[tokio::test]
+async fn quoted_header_names_with_spaces_accepted() {
+    let csv = "\" To Number \",\"Contact Ref\",\"Recipient\u{a0}Timezone\"\n0491 570 006,A-1,NSW\n";
+    let (_, list) = import_expecting(csv, 1, 0).await;
+    assert_eq!(list[0]["contact_ref"], "A-1");
+}
+
+#[tokio::test]
+async fn last_line_without_newline_accepted() {
+    let (_, list) = import_expecting(
+        "to_number,contact_ref\n0491 570 006,A-1\n0491 570 156,A-2",
+        2,
+        0,
+    )
+    .await;
+    assert_eq!(list[1]["contact_ref"], "A-2", "no line end kept");
+}
+
+#[tokio::test]
+async fn nul_byte_fails_file_with_line() {
+    let reply = expect_file_problem(
+        Options::default(),
+        "",
+        b"to_number,contact_ref\n0491 570 006,A-1\n0491 570 156,A\x002\n".to_vec(),
+        422,
+        "malformed_csv",
+    )
+    .await;
+    assert_eq!(reply.body["line"], 3, "line: {}", reply.text);
+}
+
+#[tokio::test]
+async fn utf16_without_bom_fails_clearly() {
+    let bytes: Vec<u8> = "to_number,contact_ref\r\n0491 570 006,A-1\r\n"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let reply =
+        expect_file_problem(Options::default(), "", bytes, 422, "unsupported_encoding").await;
+    assert!(
+        reply.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("UTF-16")),
+        "names UTF-16: {}",
+        reply.text
+    );
+}
+
+#[tokio::test]
+async fn bom_inside_number_accepted() {
+    let (_, list) = import_expecting("to_number\n\u{feff}0491\u{feff}570006\n", 1, 0).await;
+    assert_eq!(masked(&list), ["+61 ******006"]);
+}
+
+#[tokio::test]
+async fn joined_files_repeat_header_rejected() {
+    let csv = "\u{feff}to_number,contact_ref\n0491 570 006,A-1\n\u{feff}to_number,contact_ref\n0491 570 156,A-2\n";
+    let (reply, list) = import_expecting(csv, 2, 1).await;
+    assert_issue(&reply.body["errors"], "repeated_header", 2, 3, "");
+    assert_eq!(list.len(), 2);
+}
+
+#[tokio::test]
+async fn header_only_file_imports_nothing() {
+    let (reply, list) = import_expecting("to_number,contact_ref\r\n", 0, 0).await;
+    assert_eq!(reply.body["rows_total"], 0, "rows_total");
+    assert!(list.is_empty());
+}
+
+#[tokio::test]
+async fn blank_lines_only_file_fails() {
+    expect_file_problem(
+        Options::default(),
+        "",
+        "\r\n\r\n\n\n",
+        422,
+        "missing_required_column",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn dos_end_of_file_marker_ignored() {
+    let (reply, _) = import_expecting("to_number\r\n0491 570 006\r\n\u{1a}", 1, 0).await;
+    assert_eq!(reply.body["rows_total"], 1, "Ctrl-Z is not a row");
+}
+
+#[tokio::test]
+async fn unquoted_delimiter_shifts_row_rejected() {
+    let (app, campaign) = setup(json!({"personalisation_keys": ["first_name"]})).await;
+    let csv = "to_number,first_name,contact_ref\n0491 570 006,Noah,A-1\n0491 570 156,Smith, Bartholomew,A-2\n";
+    let reply = import(&app, &campaign, "", csv).await;
+    assert_counts(&reply, 1, 1);
+    assert_issue(&reply.body["errors"], "too_many_fields", 2, 3, "");
+    let import_id = reply.body["import_id"].as_str().expect("import id");
+    let (status, rejected) = get_text(
+        &app,
+        &format!("/v1/campaigns/{campaign}/imports/{import_id}/rejected.csv"),
+    )
+    .await;
+    assert_eq!(status, 200, "rejected.csv: {rejected}");
+    assert!(
+        !rejected.contains("Bartholomew"),
+        "a shifted personalisation value is not shown: {rejected}"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn shifted_number_not_in_rejected_csv() {
+    let (app, campaign) = setup(json!({})).await;
+    let csv = "contact_ref,to_number,priority\n0491 570 156,0491 57O 313,5\n";
+    let reply = import(&app, &campaign, "", csv).await;
+    assert_counts(&reply, 0, 1);
+    let import_id = reply.body["import_id"].as_str().expect("import id");
+    let (_, rejected) = get_text(
+        &app,
+        &format!("/v1/campaigns/{campaign}/imports/{import_id}/rejected.csv"),
+    )
+    .await;
+    assert!(!rejected.contains("570 156"), "number shown: {rejected}");
+    assert!(rejected.contains("value_is_phone_number"), "{rejected}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn full_width_number_header_not_echoed() {
+    let reply = expect_file_problem(
+        Options::default(),
+        "",
+        "\u{ff10}\u{ff14}\u{ff19}\u{ff11}\u{ff15}\u{ff17}\u{ff10}\u{ff10}\u{ff10}\u{ff16},Noah\n",
+        422,
+        "missing_required_column",
+    )
+    .await;
+    assert!(!reply.text.contains('\u{ff10}'), "{}", reply.text);
+}
+
+#[tokio::test]
+async fn very_long_line_fails_file_with_line() {
+    let mut csv = String::from("to_number,contact_ref\n0491 570 006,A-1\n0491 570 156");
+    csv.push_str(&",x".repeat(2_000));
+    csv.push('\n');
+    let reply = expect_file_problem(Options::default(), "", csv, 422, "malformed_csv").await;
+    assert_eq!(reply.body["line"], 3, "line: {}", reply.text);
+}
+
+#[tokio::test]
+async fn formula_contact_ref_neutralised_in_export() {
+    let (app, campaign) = setup(json!({})).await;
+    let csv = "to_number,contact_ref\n0491 570 006,=1+2\n0491 570 156,\u{ff1d}1+2\n0491 570 157,@SUM(A1)\n";
+    assert_counts(&import(&app, &campaign, "", csv).await, 3, 0);
+    let (status, export) = get_text(&app, &format!("/v1/campaigns/{campaign}/contacts.csv")).await;
+    assert_eq!(status, 200, "export: {export}");
+    for cell in ["'=1+2", "'\u{ff1d}1+2", "'@SUM(A1)"] {
+        assert!(export.contains(cell), "{cell} neutralised: {export}");
+    }
     app.finish().await;
 }

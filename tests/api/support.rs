@@ -128,6 +128,10 @@ pub struct Options {
     pub limits: ImportLimits,
     /// Requests a second and burst per caller; `None` turns limits off.
     pub rate_limits: Option<(u32, u32)>,
+    /// Time allowed for one call request to the voice platform.
+    pub handover_timeout: std::time::Duration,
+    /// Clock seconds after which an open attempt becomes `unknown`.
+    pub result_timeout_seconds: i64,
 }
 
 impl Default for Options {
@@ -139,6 +143,8 @@ impl Default for Options {
             voice_secret: Some(VOICE_SECRET.to_vec()),
             limits: ImportLimits::default(),
             rate_limits: None,
+            handover_timeout: std::time::Duration::from_secs(5),
+            result_timeout_seconds: 900,
         }
     }
 }
@@ -184,10 +190,11 @@ impl TestApp {
                     .voice_secret
                     .clone()
                     .map(|s| Arc::new(zeroize::Zeroizing::new(s))),
-                result_timeout_seconds: 900,
-                handover_timeout: std::time::Duration::from_secs(5),
+                result_timeout_seconds: options.result_timeout_seconds,
+                handover_timeout: options.handover_timeout,
             },
             limits: options.limits,
+            import_jobs: Arc::default(),
             http: reqwest::Client::new(),
             rate_limits: options.rate_limits.map(|(rate, burst)| {
                 Arc::new(outbound_http::rate_limit::RateLimits::new(rate, burst))

@@ -8,11 +8,17 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
 use crate::evidence::{ConsentType, Exemption, RegistryStatus, WASH_DAY_ZONE};
 use crate::hours::CallType;
-use crate::phone::{normalise, NormalisedNumber, NumberPolicy};
+use crate::phone::{is_invisible, normalise, NormalisedNumber, NumberPolicy};
 use crate::zone::{parse_recipient_timezone, ExplicitZone};
 
 pub const MAX_CONTACT_REF_CHARS: usize = 128;
 pub const MAX_PERSONALISATION_CHARS: usize = 1024;
+/// The wash reference a registry status comes from; the same limit as the
+/// `wash_reference` of a wash result file.
+pub const MAX_REGISTRY_EVIDENCE_CHARS: usize = 200;
+/// A reference to the consent record; the same limit as the campaign's
+/// free-text fields such as `exemption_evidence`.
+pub const MAX_CONSENT_EVIDENCE_CHARS: usize = 500;
 pub const DEFAULT_PRIORITY: u8 = 5;
 
 /// The columns the importer reads, besides approved personalisation keys.
@@ -52,6 +58,17 @@ impl Column {
         Column::MaxAttempts,
     ];
 
+    /// Returns the longest value a free-text column takes, in characters;
+    /// `None` for columns whose values are parsed and so bounded by their form.
+    pub fn max_chars(self) -> Option<usize> {
+        match self {
+            Column::ContactRef => Some(MAX_CONTACT_REF_CHARS),
+            Column::RegistryEvidence => Some(MAX_REGISTRY_EVIDENCE_CHARS),
+            Column::ConsentEvidence => Some(MAX_CONSENT_EVIDENCE_CHARS),
+            _ => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Column::ToNumber => "to_number",
@@ -76,19 +93,22 @@ impl Column {
 /// space and `-` read as `_`.
 pub fn normalise_header(header: &str) -> String {
     header
-        .trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
+        .trim_matches(|c: char| c.is_whitespace() || is_invisible(c))
         .chars()
+        .filter(|&c| !is_invisible(c))
         .map(|c| match c {
-            ' ' | '-' => '_',
+            '-' => '_',
+            c if c.is_whitespace() => '_',
             other => other.to_ascii_lowercase(),
         })
         .collect()
 }
 
 /// Whether a header cell looks like a value (six or more digits, as a phone
-/// number has) rather than a column name.
+/// number has) rather than a column name. Digits of any script count, so a
+/// number typed in full-width digits is not echoed as a column name either.
 fn looks_like_data(name: &str) -> bool {
-    name.bytes().filter(u8::is_ascii_digit).count() >= 6
+    name.chars().filter(|c| c.is_numeric()).count() >= 6
 }
 
 /// What each position of a record holds.
@@ -277,17 +297,44 @@ pub fn validate_record(
         }
     };
 
-    let contact_ref = field(Column::ContactRef).map(str::to_owned);
-    if contact_ref
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > MAX_CONTACT_REF_CHARS)
+    if fields
+        .iter()
+        .skip(map.slots.len())
+        .any(|value| !value.trim().is_empty())
     {
-        errors.push(RowIssue::new(
-            Column::ContactRef,
-            "value_too_long",
-            format!("contact_ref is longer than {MAX_CONTACT_REF_CHARS} characters"),
-        ));
+        errors.push(RowIssue {
+            column: String::new(),
+            code: "too_many_fields",
+            message: format!(
+                "the record has {} fields but the header names {}; a value that contains the delimiter needs quotes",
+                fields.len(),
+                map.slots.len()
+            ),
+        });
     }
+
+    for column in Column::ALL {
+        let (Some(max), Some(value)) = (column.max_chars(), field(column)) else {
+            continue;
+        };
+        if value.chars().count() > max {
+            errors.push(RowIssue::new(
+                column,
+                "value_too_long",
+                format!("{} is longer than {max} characters", column.name()),
+            ));
+        } else if is_phone_number(value) {
+            errors.push(RowIssue::new(
+                column,
+                "value_is_phone_number",
+                format!(
+                    "{} holds a phone number, which reports and exports would show unmasked; put the number in to_number only",
+                    column.name()
+                ),
+            ));
+        }
+    }
+    let contact_ref = field(Column::ContactRef).map(str::to_owned);
 
     let explicit_zone = match field(Column::RecipientTimezone).map(parse_recipient_timezone) {
         None => None,
@@ -491,6 +538,23 @@ fn validate_consent<'a>(
         given_on,
         expires_on,
     })
+}
+
+/// Returns whether a free-text value is a phone number written out in full: a
+/// mobile or landline with its trunk 0 or country code. Nine-digit and
+/// six-digit references (`412345678`, `131234`) are not taken for numbers.
+pub fn is_phone_number(value: &str) -> bool {
+    normalise(value, NumberPolicy::default()).is_ok_and(|number| number.warnings.is_empty())
+}
+
+/// Returns whether a value could be read as a phone number in any accepted form. Values
+/// like this are left out of the rejected-rows download, because a row whose
+/// columns shifted may carry its number in a column that is otherwise shown.
+pub fn may_be_phone_number(value: &str) -> bool {
+    let policy = NumberPolicy {
+        allow_non_geographic: true,
+    };
+    normalise(value, policy).is_ok()
 }
 
 /// Parses an ISO 8601 date (`2026-11-20`) or date-time (`2026-11-20T10:15:00+11:00`,
@@ -730,6 +794,71 @@ mod tests {
                 context()
             )),
             vec!["value_too_long"]
+        );
+    }
+
+    #[test]
+    fn free_text_columns_have_limits() {
+        let map = map(&["to_number", "registry_evidence", "consent_evidence"]);
+        let row = |registry: &str, consent: &str| {
+            validate_record(&map, &["0491 570 006", registry, consent], context())
+        };
+        let long = row(&"W".repeat(MAX_REGISTRY_EVIDENCE_CHARS + 1), "");
+        let issues = long.expect_err("too long");
+        assert_eq!(issues[0].code, "value_too_long");
+        assert_eq!(issues[0].column, "registry_evidence");
+        assert!(issues[0].message.contains("200"));
+        assert!(!issues[0].message.contains("WW"));
+        assert!(row(&"W".repeat(MAX_REGISTRY_EVIDENCE_CHARS), "").is_ok());
+        let consent = row("", &"C".repeat(MAX_CONSENT_EVIDENCE_CHARS + 1));
+        assert_eq!(consent.expect_err("too long")[0].column, "consent_evidence");
+    }
+
+    #[test]
+    fn more_fields_than_header_rejected() {
+        let map = map(&["to_number", "first_name", "contact_ref"]);
+        assert_eq!(
+            codes(validate_record(
+                &map,
+                &["0491 570 006", "Smith", " John", "R-1"],
+                context()
+            )),
+            vec!["too_many_fields"]
+        );
+        assert!(validate_record(&map, &["0491 570 006", "Zoë", "R-1", " ", ""], context()).is_ok());
+    }
+
+    #[test]
+    fn phone_number_in_free_text_rejected() {
+        let map = map(&["to_number", "contact_ref"]);
+        for reference in ["0491 570 156", "+61 2 5550 1234", "tel:0491570006"] {
+            let issues = validate_record(&map, &["0491 570 006", reference], context())
+                .expect_err("phone number in contact_ref");
+            assert_eq!(issues[0].code, "value_is_phone_number", "{reference:?}");
+            assert!(!issues[0].message.contains("570"), "{reference:?}");
+        }
+        for reference in ["412345678", "131234", "CRM-0491"] {
+            assert!(
+                validate_record(&map, &["0491 570 006", reference], context()).is_ok(),
+                "{reference:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn header_spaces_of_any_kind_match() {
+        let map = map(&["\u{feff}To\u{a0}Number", "Contact\u{200b} Ref"]);
+        assert_eq!(map.slots[0], Slot::Known(Column::ToNumber));
+        assert_eq!(map.slots[1], Slot::Known(Column::ContactRef));
+        let keys = Vec::new();
+        let full_width = HeaderMap::build(
+            &["\u{ff10}\u{ff14}\u{ff19}\u{ff11}\u{ff15}\u{ff17}"],
+            &keys,
+            false,
+        );
+        assert_eq!(
+            full_width.map(|_| ()),
+            Err(HeaderError::HeaderLooksLikeData)
         );
     }
 

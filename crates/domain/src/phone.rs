@@ -191,7 +191,7 @@ pub struct NumberPolicy {
 /// accept (premium, special and foreign numbers never are).
 pub fn normalise(input: &str, policy: NumberPolicy) -> Result<NormalisedNumber, NumberError> {
     let mut warnings = Vec::new();
-    let mut text = input.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+    let mut text = strip_wrappers(input);
     if text.is_empty() {
         return Err(NumberError::Missing);
     }
@@ -222,6 +222,44 @@ pub fn normalise(input: &str, policy: NumberPolicy) -> Result<NormalisedNumber, 
         number_type,
         warnings,
     })
+}
+
+/// Trims blanks and invisible characters, then removes what spreadsheets and
+/// address books wrap around a number. These are the leading `'` that marks
+/// an Excel cell as text, the `="…"` formula that keeps leading zeros, and
+/// the `tel:` scheme of a phone link (RFC 3966). None of them changes a digit.
+fn strip_wrappers(input: &str) -> &str {
+    fn trim(text: &str) -> &str {
+        text.trim_matches(|c: char| c.is_whitespace() || is_invisible(c))
+    }
+    let mut text = trim(input);
+    if let Some(inner) = text
+        .strip_prefix("=\"")
+        .and_then(|rest| rest.strip_suffix('"'))
+    {
+        text = trim(inner);
+    }
+    if let Some(rest) = text.strip_prefix('\'') {
+        text = trim(rest);
+    }
+    if text.len() > 4 && text.is_char_boundary(4) && text[..4].eq_ignore_ascii_case("tel:") {
+        text = trim(&text[4..]);
+    }
+    text
+}
+
+/// Characters that show as nothing: byte order marks, zero-width spaces and
+/// joiners, and direction marks that copying from a web page or an e-mail
+/// leaves in a cell.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{feff}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+    )
 }
 
 /// `4.12E+08`, `4.91571E+08`, `491570006e0`: what a spreadsheet shows for a long
@@ -255,8 +293,22 @@ fn is_separator(c: char) -> bool {
             | '\u{2007}'
             | '\u{2009}'
             | '\u{202f}'
+            | '\u{2000}'..='\u{200a}'
+            | '\u{3000}'
+            | '\u{ff08}'
+            | '\u{ff09}'
+            | '\u{ff0e}'
             | '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{fe58}' | '\u{fe63}' | '\u{ff0d}'
-    )
+    ) || is_invisible(c)
+}
+
+/// Returns the ASCII digit of an ASCII or full-width (East Asian input) digit.
+fn ascii_digit(c: char) -> Option<char> {
+    match c {
+        '0'..='9' => Some(c),
+        '\u{ff10}'..='\u{ff19}' => char::from_u32(u32::from(c) - 0xff10 + u32::from(b'0')),
+        _ => None,
+    }
 }
 
 /// Returns whether the number started with `+` and its digits.
@@ -264,9 +316,9 @@ fn collect_digits(text: &str) -> Result<(bool, String), NumberError> {
     let mut digits = String::with_capacity(text.len());
     let mut plus = false;
     for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-        } else if c == '+' && digits.is_empty() && !plus {
+        if let Some(digit) = ascii_digit(c) {
+            digits.push(digit);
+        } else if matches!(c, '+' | '\u{ff0b}') && digits.is_empty() && !plus {
             plus = true;
         } else if !is_separator(c) {
             return Err(NumberError::InvalidCharacters);
@@ -538,5 +590,50 @@ mod tests {
         assert_eq!(number.e164.masked(), "+61 ******006");
         assert_eq!(format!("{:?}", number.e164), "PhoneE164(+61 ******006)");
         assert!(!format!("{}", number.e164).contains("491570"));
+    }
+
+    #[test]
+    fn spreadsheet_text_markers_are_removed() {
+        for form in [
+            "'0491 570 156",
+            "'+61 491 570 156",
+            "=\"0491570156\"",
+            "=\" 0491 570 156 \"",
+            "tel:+61-491-570-156",
+            "TEL:0491570156",
+        ] {
+            let number = accept(form);
+            assert_eq!(number.e164.as_str(), "+61491570156", "form {form:?}");
+            assert!(number.warnings.is_empty(), "form {form:?}");
+        }
+        for form in [
+            "tel:",
+            "'",
+            "=\"\"",
+            "tel:+61491570156;ext=12",
+            "''0491570156",
+        ] {
+            assert!(
+                normalise(form, NumberPolicy::default()).is_err(),
+                "form {form:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn full_width_digits_and_unicode_spaces_are_read() {
+        for form in [
+            "\u{ff10}\u{ff14}\u{ff19}\u{ff11} \u{ff15}\u{ff17}\u{ff10} \u{ff11}\u{ff15}\u{ff16}",
+            "\u{ff0b}\u{ff16}\u{ff11}\u{3000}491\u{3000}570\u{3000}156",
+            "\u{ff08}0491\u{ff09}570156",
+            "0491\u{202f}570\u{2009}156",
+            "0491\u{200b}570\u{200b}156",
+            "\u{202a}0491 570 156\u{202c}",
+            "0491\u{feff}570156",
+        ] {
+            let number = accept(form);
+            assert_eq!(number.e164.as_str(), "+61491570156", "form {form:?}");
+        }
+        assert_eq!(reject("0491\u{0}570156"), NumberError::InvalidCharacters);
     }
 }

@@ -8,8 +8,12 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::http::StatusCode;
-use outbound_domain::contact_row::{validate_record, Column, ContactDraft, HeaderMap, RowContext};
+use outbound_domain::contact_row::{
+    may_be_phone_number, normalise_header, validate_record, Column, ContactDraft, HeaderMap,
+    RowContext, RowIssue,
+};
 use outbound_domain::evidence::RegistryStatus;
+use outbound_domain::phone::is_invisible;
 use outbound_domain::zone::{stored_zone_key, ZoneGroup};
 use outbound_persistence::bulk::{self, CopyBuffer};
 use outbound_persistence::campaigns::Campaign;
@@ -297,9 +301,10 @@ impl Processor {
                 .and_then(|column| map.position(column))
         });
 
+        let header_names: Vec<String> = names.iter().map(|name| normalise_header(name)).collect();
         while let Some(record) = reader.next_record()? {
             let fields = record.fields();
-            if fields.iter().all(|field| field.trim().is_empty()) {
+            if fields.iter().all(|field| is_blank(field)) {
                 continue;
             }
             self.outcome.counts.rows_total += 1;
@@ -321,7 +326,25 @@ impl Processor {
                     .map(|value| value.trim())
                     .filter(|value| !value.is_empty())
             });
-            self.process_row(&map, row, line, &fields, &non_personal)?;
+            if fields.len() >= header_names.len()
+                && fields
+                    .iter()
+                    .zip(&header_names)
+                    .all(|(field, name)| normalise_header(field) == *name)
+            {
+                // Files joined together keep the header of each one.
+                self.add_issue(
+                    "error",
+                    row,
+                    line,
+                    "",
+                    "repeated_header",
+                    "the record repeats the header row; remove it (joining files keeps each file's header)".into(),
+                )?;
+                self.reject(row, line, &[None; 13])?;
+            } else {
+                self.process_row(&map, row, line, &fields, &non_personal)?;
+            }
             self.progress.rows_processed.store(row, Ordering::Relaxed);
         }
         self.flush_contacts()?;
@@ -340,10 +363,11 @@ impl Processor {
         let draft = match validate_record(map, fields, self.plan.context) {
             Ok(draft) => draft,
             Err(errors) => {
+                let kept = kept_values(non_personal, &errors);
                 for error in errors {
                     self.add_issue("error", row, line, &error.column, error.code, error.message)?;
                 }
-                return self.reject(row, line, non_personal);
+                return self.reject(row, line, &kept);
             }
         };
 
@@ -367,7 +391,7 @@ impl Processor {
                 "duplicate_to_number",
                 format!("the number duplicates row {first_row} of {source}"),
             )?;
-            return self.reject(row, line, non_personal);
+            return self.reject(row, line, &kept_values(non_personal, &[]));
         }
 
         self.in_file.insert(key, row);
@@ -502,6 +526,34 @@ impl Processor {
         }
         Ok(())
     }
+}
+
+/// Returns whether a field is empty once blanks, invisible characters and the
+/// Ctrl-Z that old DOS tools put at the end of a file are removed.
+fn is_blank(field: &str) -> bool {
+    field
+        .chars()
+        .all(|c| c.is_whitespace() || is_invisible(c) || c == '\u{1a}')
+}
+
+/// Returns the values of a rejected row that its rejected-rows line may show. A
+/// record with more fields than the header has its values shifted, so any of
+/// them may be a number or a personalisation value and none is kept. A value
+/// too long for its column, or one that reads as a phone number, is left out.
+fn kept_values<'a>(values: &[Option<&'a str>; 13], errors: &[RowIssue]) -> [Option<&'a str>; 13] {
+    if errors.iter().any(|error| error.code == "too_many_fields") {
+        return [None; 13];
+    }
+    let mut kept = *values;
+    for (value, name) in kept.iter_mut().zip(REJECTED_ROW_COLUMNS) {
+        let refused = errors
+            .iter()
+            .any(|error| error.column == name && error.code == "value_too_long");
+        if refused || value.is_some_and(may_be_phone_number) {
+            *value = None;
+        }
+    }
+    kept
 }
 
 /// Seals a validated row's number and personalisation under the contact's id.

@@ -233,6 +233,40 @@ pub fn detect_delimiter(header_line: &[u8]) -> u8 {
         .map_or(b',', |(d, _)| *d)
 }
 
+/// Decoded bytes at the start of a file checked for the pattern of UTF-16 text.
+const UTF16_SAMPLE: usize = 256;
+
+/// Returns whether text read as UTF-8 is really UTF-16 without a byte order
+/// mark. Each ASCII character of UTF-16 text has a NUL byte beside it.
+fn looks_like_utf16(sample: &[u8]) -> bool {
+    let nul = sample.iter().filter(|&&b| b == 0).count();
+    sample.len() >= 4 && nul * 4 >= sample.len()
+}
+
+/// Reads Excel's `sep=;` first line, which names the delimiter of the rest of
+/// the file. Returns `None` when the line is something else, and an error for
+/// a delimiter the importer does not take.
+fn excel_separator(line: &[u8]) -> Option<Result<u8, ()>> {
+    let line = line.trim_ascii_start();
+    let end = line
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\r')
+        .map_or(0, |last| last + 1);
+    let line = &line[..end];
+    if line.len() < 5 || !line[..4].eq_ignore_ascii_case(b"sep=") {
+        return None;
+    }
+    let delimiter = line[4];
+    // Saving such a file again can pad the line with more delimiters.
+    if !line[5..].iter().all(|&b| b == delimiter) {
+        return None;
+    }
+    Some(match delimiter {
+        b',' | b';' | b'\t' => Ok(delimiter),
+        _ => Err(()),
+    })
+}
+
 /// Builds a `malformed_csv` problem that names the line.
 pub fn malformed(line: u64, detail: &str) -> ApiError {
     ApiError::unprocessable("malformed_csv", format!("line {line}: {detail}")).with("line", line)
@@ -361,7 +395,8 @@ impl<S: ByteSource> RecordReader<S> {
             limits,
         };
         let header_end = loop {
-            if let Some(end) = reader.text.iter().position(|&b| b == b'\n') {
+            // A file from an old Mac ends its lines with a lone CR.
+            if let Some(end) = reader.text.iter().position(|&b| b == b'\n' || b == b'\r') {
                 break end;
             }
             if reader.text_done {
@@ -378,11 +413,34 @@ impl<S: ByteSource> RecordReader<S> {
             }
             reader.refill()?;
         };
-        reader.delimiter = detect_delimiter(&reader.text[..header_end]);
+        let first_line = &reader.text[..header_end];
+        if looks_like_utf16(&reader.text[..reader.text.len().min(UTF16_SAMPLE)]) {
+            return Err(ApiError::unprocessable(
+                "unsupported_encoding",
+                "the file looks like UTF-16 without a byte order mark; save it as UTF-8, or as UTF-16 with a byte order mark",
+            ));
+        }
+        let directive = match excel_separator(first_line) {
+            Some(Ok(delimiter)) => Some(delimiter),
+            Some(Err(())) => {
+                return Err(malformed(
+                    1,
+                    "the sep= line names a delimiter other than comma, semicolon or tab",
+                ))
+            }
+            None => None,
+        };
+        reader.delimiter = directive.unwrap_or_else(|| detect_delimiter(first_line));
         reader.core = csv_core::ReaderBuilder::new()
             .delimiter(reader.delimiter)
             .build();
         reader.scanner = TextScanner::new(reader.delimiter);
+        if directive.is_some() {
+            // Excel's `sep=;` line is not a record: the header follows it.
+            let line = &reader.text[..header_end];
+            reader.scanner.advance(line);
+            reader.position = header_end;
+        }
         Ok(reader)
     }
 
@@ -496,6 +554,12 @@ impl<S: ByteSource> RecordReader<S> {
             if let Some(line) = self.scanner.unterminated_at_end() {
                 return Err(malformed(line, "a quoted field is never closed"));
             }
+        }
+        if self.fields[..output_length].contains(&0) {
+            return Err(malformed(
+                self.line,
+                "the record contains a NUL byte, so the file is not plain text; export it again as CSV",
+            ));
         }
         if ends_length > self.limits.max_fields {
             return Err(malformed(
@@ -663,6 +727,58 @@ mod tests {
         assert_eq!(lines("h\r\na\r\nb\r\n"), vec![1, 2, 3]);
         assert_eq!(lines("h\ra\rb\r"), vec![1, 2, 3]);
         assert_eq!(lines("h\r\n\r\n\r\na\r\n"), vec![1, 4]);
+    }
+
+    #[test]
+    fn excel_sep_line_sets_delimiter_and_is_skipped() {
+        let read = records(b"sep=;\r\nto_number;contact_ref\r\n0491 570 006;A,1\r\n", 3)
+            .expect("readable");
+        assert_eq!(
+            read[0],
+            (2, vec!["to_number".to_owned(), "contact_ref".to_owned()])
+        );
+        assert_eq!(
+            read[1],
+            (3, vec!["0491 570 006".to_owned(), "A,1".to_owned()])
+        );
+        let tab = records(b"SEP=\t\nto_number\tcontact_ref\n", 2).expect("readable");
+        assert_eq!(tab[0].1, vec!["to_number", "contact_ref"]);
+        let error = records(b"sep=|\nto_number|contact_ref\n", 2).expect_err("refused");
+        assert_eq!(error.code, "malformed_csv");
+    }
+
+    #[test]
+    fn cr_only_header_ends_at_its_cr() {
+        let mut text = b"to_number;contact_ref\r".to_vec();
+        for _ in 0..60_000 {
+            text.extend_from_slice(b"0491 570 006;A,1\r");
+        }
+        let decoder = TextDecoder::new(MemorySource::new(text, 4096), None);
+        let mut reader = RecordReader::open(decoder, LIMITS).expect("header found");
+        assert_eq!(reader.delimiter(), b';');
+        let mut count = 0;
+        while let Some(record) = reader.next_record().expect("readable") {
+            count += 1;
+            assert_eq!(record.line, count);
+        }
+        assert_eq!(count, 60_001);
+    }
+
+    #[test]
+    fn nul_byte_fails_file_with_line() {
+        let error = records(b"to_number,contact_ref\n0491 570 006,A\x001\n", 3).expect_err("NUL");
+        assert_eq!(error.code, "malformed_csv");
+        assert_eq!(error.extensions["line"], 2);
+    }
+
+    #[test]
+    fn utf16_without_bom_is_named() {
+        let bytes: Vec<u8> = "to_number\r\n0491 570 006\r\n"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let error = records(&bytes, 7).expect_err("UTF-16 without a BOM");
+        assert_eq!(error.code, "unsupported_encoding");
     }
 
     #[test]

@@ -92,12 +92,65 @@ pub async fn wait_for_jobs(timeout: Duration) -> bool {
     }
 }
 
+/// Seconds a client is asked to wait when every job slot is taken.
+pub const JOBS_RETRY_AFTER_SECONDS: u64 = 30;
+
+/// Counts the import jobs of one server, from the moment an upload is taken
+/// as a job (before its body is read) until the job ends.
+#[derive(Debug, Default)]
+pub struct JobGate {
+    running: AtomicUsize,
+}
+
+/// A job slot, freed when dropped.
+#[derive(Debug)]
+pub struct JobPermit {
+    gate: Arc<JobGate>,
+}
+
+impl Drop for JobPermit {
+    fn drop(&mut self) {
+        self.gate.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl JobGate {
+    /// Takes a slot if fewer than `max` jobs hold one.
+    ///
+    /// # Errors
+    /// `429 too_many_import_jobs` with `Retry-After` when all slots are taken.
+    pub fn try_acquire(self: &Arc<Self>, max: usize) -> ApiResult<JobPermit> {
+        self.running
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |running| {
+                (running < max).then_some(running + 1)
+            })
+            .map_err(|_| {
+                let mut error = ApiError::new(
+                    actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_import_jobs",
+                    format!(
+                        "the server is already importing its maximum of {max} large files at once. Send this file again in {JOBS_RETRY_AFTER_SECONDS} seconds"
+                    ),
+                )
+                .with("max_import_jobs", max);
+                error.retry_after = Some(JOBS_RETRY_AFTER_SECONDS);
+                error
+            })?;
+        Ok(JobPermit { gate: self.clone() })
+    }
+}
+
 /// Records the import as `processing` and starts its job. Returns once the
 /// job holds its lock, so a poll right after the response finds it running.
 ///
 /// # Errors
 /// `500` when the job's thread, runtime or database session cannot start.
-pub async fn start(state: web::Data<AppState>, request: JobRequest, spool: Spool) -> ApiResult<()> {
+pub async fn start(
+    state: web::Data<AppState>,
+    request: JobRequest,
+    spool: Spool,
+    permit: JobPermit,
+) -> ApiResult<()> {
     let source = spool.into_source()?;
     let (started_sender, started) = oneshot::channel();
     let slot = JobSlot::take();
@@ -106,6 +159,7 @@ pub async fn start(state: web::Data<AppState>, request: JobRequest, spool: Spool
         .name(format!("import-{import_id}"))
         .spawn(move || {
             let _slot = slot;
+            let _permit = permit;
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -22,6 +22,9 @@ pub struct ImportLimits {
     pub async_bytes: usize,
     /// Longest field in bytes; a longer one fails the file (`422 malformed_csv`).
     pub max_field_bytes: usize,
+    /// Import jobs one server runs at once; an upload that would start
+    /// another is refused with `429 too_many_import_jobs` before its body is read.
+    pub max_jobs: usize,
 }
 
 impl Default for ImportLimits {
@@ -31,6 +34,7 @@ impl Default for ImportLimits {
             max_rows: 250_000,
             async_bytes: 8 * 1024 * 1024,
             max_field_bytes: 64 * 1024,
+            max_jobs: 4,
         }
     }
 }
@@ -60,6 +64,8 @@ pub struct AppState {
     pub clock: Clock,
     pub voice: VoiceSettings,
     pub limits: ImportLimits,
+    /// Slots of the import jobs this server runs, at most `limits.max_jobs`.
+    pub import_jobs: Arc<crate::import_jobs::JobGate>,
     pub http: reqwest::Client,
     /// Per-caller request limits; `None` turns limiting off.
     pub rate_limits: Option<Arc<crate::rate_limit::RateLimits>>,

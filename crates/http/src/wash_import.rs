@@ -3,7 +3,7 @@
 //! to the campaign's contacts in batches inside the caller's transaction.
 //! Numbers are never stored, matched or not.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
@@ -44,6 +44,8 @@ pub struct WashOutcome {
     pub valid_numbers: i32,
     pub contacts_matched: i32,
     pub rows_rejected: i32,
+    /// Rows whose number an earlier row lists with a different result.
+    pub rows_conflicting: i32,
     /// The first [`INLINE_ISSUES`] row errors.
     pub errors: Vec<IssueRecord>,
 }
@@ -51,6 +53,50 @@ pub struct WashOutcome {
 struct WashBatch {
     indexes: Vec<Vec<u8>>,
     statuses: Vec<&'static str>,
+    /// Whether the contacts it updates count as matched. A batch of stricter
+    /// results for numbers already sent updates contacts counted before.
+    counted: bool,
+}
+
+impl WashBatch {
+    fn new(counted: bool) -> Self {
+        Self {
+            indexes: Vec::with_capacity(WASH_BATCH_ROWS),
+            statuses: Vec::with_capacity(WASH_BATCH_ROWS),
+            counted,
+        }
+    }
+}
+
+/// Ranks a result by how strict it is for compliance. When a file lists a number twice
+/// with different results the stricter one is kept: only `not_registered`
+/// clears a call, and a number registered anywhere in the file is registered.
+fn strictness(status: RegistryStatus) -> u8 {
+    match status {
+        RegistryStatus::NotRegistered => 0,
+        RegistryStatus::Invalid => 1,
+        RegistryStatus::Registered => 2,
+    }
+}
+
+fn count_slot(status: RegistryStatus) -> usize {
+    match status {
+        RegistryStatus::Registered => 0,
+        RegistryStatus::NotRegistered => 1,
+        RegistryStatus::Invalid => 2,
+    }
+}
+
+/// A number's first row and current result, and the batch and position
+/// where that result waits to be sent.
+#[derive(Debug, Clone, Copy)]
+struct Placed {
+    first_row: i32,
+    status: RegistryStatus,
+    /// `false` for the batch of first results, `true` for stricter results.
+    stricter: bool,
+    batch: u32,
+    position: usize,
 }
 
 /// Reads `source` and applies its results to the campaign's contacts through
@@ -82,7 +128,8 @@ pub async fn run<S: ByteSource + Send + 'static>(
         )
         .await
         {
-            Ok(rows) => matched += rows,
+            Ok(rows) if batch.counted => matched += rows,
+            Ok(_) => {}
             Err(error) => {
                 written = Err(ApiError::from(error));
                 break;
@@ -111,7 +158,9 @@ fn row_error(row: i32, line: i32, column: &str, code: &str, message: String) -> 
 }
 
 /// Reads `number,result` rows into batches of blind indexes and statuses. A
-/// number that appears twice counts once.
+/// number that appears twice counts once. When its results differ, the later
+/// row gets a `conflicting_wash_result` issue naming the first row, and the
+/// stricter result is applied (see [`strictness`]).
 fn read_wash<S: ByteSource>(
     source: S,
     declared: Option<DeclaredEncoding>,
@@ -148,11 +197,13 @@ fn read_wash<S: ByteSource>(
         allow_non_geographic: true,
     };
     let mut outcome = WashOutcome::default();
-    let mut seen: HashSet<[u8; 16], BuildHasherDefault<BlindIndexHasher>> = HashSet::default();
-    let mut batch = WashBatch {
-        indexes: Vec::with_capacity(WASH_BATCH_ROWS),
-        statuses: Vec::with_capacity(WASH_BATCH_ROWS),
-    };
+    let mut seen: HashMap<[u8; 16], Placed, BuildHasherDefault<BlindIndexHasher>> =
+        HashMap::default();
+    // Results for numbers seen first, and stricter results for numbers whose
+    // first result was sent already; each batch has a number at most once.
+    let mut batch = WashBatch::new(true);
+    let mut stricter = WashBatch::new(false);
+    let (mut batch_no, mut stricter_no) = (0u32, 0u32);
     let send = |batch: WashBatch| {
         sender.blocking_send(batch).map_err(|_| {
             ApiError::new(
@@ -202,30 +253,83 @@ fn read_wash<S: ByteSource>(
             }
         };
         let index = keyring.phone_index_array(number.e164.as_str());
-        if !seen.insert(blind_index_key(&index)) {
+        let key = blind_index_key(&index);
+        if let Some(placed) = seen.get(&key).copied() {
+            if status == placed.status {
+                continue;
+            }
+            let resolved = if strictness(status) > strictness(placed.status) {
+                status
+            } else {
+                placed.status
+            };
+            outcome.rows_conflicting += 1;
+            if outcome.errors.len() < INLINE_ISSUES {
+                outcome.errors.push(row_error(
+                    row,
+                    line,
+                    "result",
+                    "conflicting_wash_result",
+                    format!(
+                        "the number is also on row {} with a different result; the stricter result, {}, is kept (registered, then invalid, then not_registered)",
+                        placed.first_row,
+                        resolved.as_str()
+                    ),
+                ));
+            }
+            if resolved == placed.status {
+                continue;
+            }
+            outcome.counts[count_slot(placed.status)] -= 1;
+            outcome.counts[count_slot(resolved)] += 1;
+            let mut updated = Placed {
+                status: resolved,
+                ..placed
+            };
+            if !placed.stricter && placed.batch == batch_no {
+                batch.statuses[placed.position] = resolved.as_str();
+            } else if placed.stricter && placed.batch == stricter_no {
+                stricter.statuses[placed.position] = resolved.as_str();
+            } else {
+                updated.stricter = true;
+                updated.batch = stricter_no;
+                updated.position = stricter.indexes.len();
+                stricter.indexes.push(index.to_vec());
+                stricter.statuses.push(resolved.as_str());
+            }
+            seen.insert(key, updated);
+            if stricter.indexes.len() >= WASH_BATCH_ROWS {
+                // Every number in it was first sent in an earlier batch.
+                send(std::mem::replace(&mut stricter, WashBatch::new(false)))?;
+                stricter_no += 1;
+            }
             continue;
         }
-        outcome.counts[match status {
-            RegistryStatus::Registered => 0,
-            RegistryStatus::NotRegistered => 1,
-            RegistryStatus::Invalid => 2,
-        }] += 1;
+        seen.insert(
+            key,
+            Placed {
+                first_row: row,
+                status,
+                stricter: false,
+                batch: batch_no,
+                position: batch.indexes.len(),
+            },
+        );
+        outcome.counts[count_slot(status)] += 1;
         outcome.valid_numbers += 1;
         batch.indexes.push(index.to_vec());
         batch.statuses.push(status.as_str());
         if batch.indexes.len() >= WASH_BATCH_ROWS {
-            let full = std::mem::replace(
-                &mut batch,
-                WashBatch {
-                    indexes: Vec::with_capacity(WASH_BATCH_ROWS),
-                    statuses: Vec::with_capacity(WASH_BATCH_ROWS),
-                },
-            );
-            send(full)?;
+            send(std::mem::replace(&mut batch, WashBatch::new(true)))?;
+            batch_no += 1;
         }
     }
     if !batch.indexes.is_empty() {
         send(batch)?;
+    }
+    // Stricter results go last, so they replace the first results sent above.
+    if !stricter.indexes.is_empty() {
+        send(stricter)?;
     }
     Ok(outcome)
 }

@@ -453,6 +453,7 @@ async fn measure(
             max_rows: usize::try_from(args.rows)?.max(1),
             ..ImportLimits::default()
         },
+        import_jobs: Arc::default(),
         http: reqwest::Client::new(),
         rate_limits: None,
     };

@@ -224,6 +224,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 async_import_bytes: outbound_http::state::ImportLimits::default().async_bytes,
                 max_import_field_bytes: outbound_http::state::ImportLimits::default()
                     .max_field_bytes,
+                max_import_jobs: outbound_http::state::ImportLimits::default().max_jobs,
                 no_dispatcher: false,
                 rate_limit_per_second: 0,
                 rate_limit_burst: 0,

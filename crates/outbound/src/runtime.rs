@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// Longest field of an uploaded file in bytes; a longer one fails the file.
     #[arg(long, env = "OUTBOUND_MAX_IMPORT_FIELD_BYTES", default_value_t = ImportLimits::default().max_field_bytes)]
     pub max_import_field_bytes: usize,
+    /// Maximum import jobs this server runs at once, at least 1. An upload
+    /// that needs another job is rejected with 429 before its body is read.
+    #[arg(long, env = "OUTBOUND_MAX_IMPORT_JOBS", default_value_t = ImportLimits::default().max_jobs)]
+    pub max_import_jobs: usize,
     /// Run the API without the dispatcher.
     #[arg(long)]
     pub no_dispatcher: bool,
@@ -92,8 +96,10 @@ pub struct ServeArgs {
     #[arg(long, env = "OUTBOUND_RATE_LIMIT_BURST", default_value_t = 200)]
     pub rate_limit_burst: u32,
     /// Milliseconds allowed for one call request to the voice platform. An
-    /// attempt whose request gets no response in time is recorded as unknown,
-    /// because the platform may have placed the call.
+    /// attempt whose request gets no response in time may have been placed,
+    /// so it stays open and keeps its concurrency slot until a call event
+    /// arrives, or until --result-timeout-seconds passes and it is recorded
+    /// as unknown.
     #[arg(long, env = "OUTBOUND_HANDOVER_TIMEOUT_MS", default_value_t = 5_000)]
     pub handover_timeout_ms: u64,
     /// Connections in this process's PostgreSQL pool.
@@ -121,9 +127,89 @@ pub struct VoiceSimArgs {
     pub listen: String,
     #[command(flatten)]
     pub keys: KeyArgs,
-    /// Share of call requests refused with 503, 0.0 to 1.0.
+    /// Share of call requests refused with 503 and never placed, 0.0 to 1.0.
     #[arg(long, default_value_t = 0.0)]
     pub failure_rate: f64,
+    /// Shortest real time from a call request to its ended event, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub call_min_ms: u64,
+    /// Longest real time from a call request to its ended event, in milliseconds.
+    #[arg(long, default_value_t = 1_500)]
+    pub call_max_ms: u64,
+    /// Shortest extra delay before answering a call request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_min_ms: u64,
+    /// Longest extra delay before answering a call request, in milliseconds
+    /// (0 adds none).
+    #[arg(long, default_value_t = 0)]
+    pub latency_max_ms: u64,
+    /// Share of call requests, 0.0 to 1.0, whose call is placed but whose
+    /// answer is sent only after --late-response-ms. Set that above the
+    /// server's --handover-timeout-ms to test lost hand-overs.
+    #[arg(long, default_value_t = 0.0)]
+    pub late_response_rate: f64,
+    /// Delay of a late answer, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub late_response_ms: u64,
+    /// Share of call requests, 0.0 to 1.0, whose call is placed but never
+    /// answered: the request is held until the caller gives up.
+    #[arg(long, default_value_t = 0.0)]
+    pub no_response_rate: f64,
+    /// Share of call events, 0.0 to 1.0, never sent (dropped results).
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_rate: f64,
+    /// Share of call events, 0.0 to 1.0, sent twice at once with the same
+    /// event id.
+    #[arg(long, default_value_t = 0.0)]
+    pub duplicate_rate: f64,
+    /// Send each call's events in a random order (for example `ended`
+    /// before `started`).
+    #[arg(long)]
+    pub reorder_events: bool,
+    /// Send only the `ended` and `opt_out` events, like a platform that
+    /// reports results alone.
+    #[arg(long)]
+    pub results_only: bool,
+}
+
+impl VoiceSimArgs {
+    /// The simulator's faults, after checking every rate and range.
+    fn faults(&self) -> anyhow::Result<outbound_http::simulator::Faults> {
+        for (flag, rate) in [
+            ("--failure-rate", self.failure_rate),
+            ("--late-response-rate", self.late_response_rate),
+            ("--no-response-rate", self.no_response_rate),
+            ("--drop-rate", self.drop_rate),
+            ("--duplicate-rate", self.duplicate_rate),
+        ] {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&rate),
+                "{flag} must be between 0.0 and 1.0, got {rate}"
+            );
+        }
+        anyhow::ensure!(
+            self.latency_min_ms <= self.latency_max_ms || self.latency_max_ms == 0,
+            "--latency-min-ms ({}) must not exceed --latency-max-ms ({})",
+            self.latency_min_ms,
+            self.latency_max_ms
+        );
+        anyhow::ensure!(
+            self.call_min_ms <= self.call_max_ms,
+            "--call-min-ms ({}) must not exceed --call-max-ms ({})",
+            self.call_min_ms,
+            self.call_max_ms
+        );
+        Ok(outbound_http::simulator::Faults {
+            latency_ms: (self.latency_min_ms, self.latency_max_ms),
+            late_response_rate: self.late_response_rate,
+            late_response_ms: self.late_response_ms,
+            no_response_rate: self.no_response_rate,
+            drop_rate: self.drop_rate,
+            duplicate_rate: self.duplicate_rate,
+            reorder_events: self.reorder_events,
+            results_only: self.results_only,
+        })
+    }
 }
 
 /// Sets up logging: JSON lines on stderr, level from `RUST_LOG` (default `info`).
@@ -205,8 +291,16 @@ pub fn app_state(
     };
     if secrets.voice_platform_secret.is_none() {
         tracing::warn!("no voice platform secret configured: every webhook will be rejected and no call can be handed over");
-        eprintln!("WARNING: no voice platform secret is configured (OUTBOUND_VOICE_SECRET or voice_platform_secret in the key file); webhooks will be rejected.");
+        eprintln!("WARNING: no voice platform secret is configured (OUTBOUND_VOICE_SECRET or voice_platform_secret in the key file); webhooks will be rejected and this process will claim no contact.");
     }
+    if args.voice_platform_url.is_none() && !args.no_dispatcher {
+        tracing::warn!("no voice platform URL configured: the dispatcher claims no contact");
+        eprintln!("WARNING: no voice platform URL is configured (--voice-platform-url or OUTBOUND_VOICE_PLATFORM_URL); the dispatcher will claim no contact.");
+    }
+    anyhow::ensure!(
+        args.max_import_jobs > 0,
+        "--max-import-jobs must be at least 1"
+    );
     Ok(AppState {
         event_batcher: outbound_http::event_batch::EventBatcher::start(pool.clone()),
         pool,
@@ -224,7 +318,9 @@ pub fn app_state(
             max_rows: args.max_import_rows,
             async_bytes: args.async_import_bytes,
             max_field_bytes: args.max_import_field_bytes,
+            max_jobs: args.max_import_jobs,
         },
+        import_jobs: Arc::default(),
         http: reqwest::Client::builder().build()?,
         rate_limits: (args.rate_limit_per_second > 0).then(|| {
             Arc::new(outbound_http::rate_limit::RateLimits::new(
@@ -300,6 +396,7 @@ fn write_address_file(path: &Path, address: std::net::SocketAddr) -> anyhow::Res
 
 pub async fn voice_sim(args: VoiceSimArgs) -> anyhow::Result<()> {
     init_logging("info");
+    let faults = args.faults()?;
     let key_file = args
         .keys
         .key_file
@@ -313,10 +410,12 @@ pub async fn voice_sim(args: VoiceSimArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let config = outbound_http::simulator::SimulatorConfig {
         secret: Arc::new(secret.to_vec()),
-        call_duration_ms: (200, 1_500),
+        call_duration_ms: (args.call_min_ms, args.call_max_ms),
         failure_rate: args.failure_rate,
     };
-    let (address, handle) = outbound_http::server::start_simulator(config, listener)?;
+    tracing::info!(?faults, "simulated voice platform faults");
+    let (address, handle, _) =
+        outbound_http::server::start_simulator_with(config, faults, listener)?;
     eprintln!("simulated voice platform listening on http://{address}");
     wait_for_signal().await;
     handle.stop(true).await;

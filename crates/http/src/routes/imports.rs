@@ -209,8 +209,13 @@ fn declared_encoding(
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
-            v.split(';')
-                .find_map(|part| part.trim().strip_prefix("charset=").map(str::to_owned))
+            // Parameter names are case-insensitive (RFC 9110 section 5.6.6).
+            v.split(';').find_map(|part| {
+                let (name, value) = part.split_once('=')?;
+                name.trim()
+                    .eq_ignore_ascii_case("charset")
+                    .then(|| value.trim().to_owned())
+            })
         });
     match query.map(str::to_owned).or(from_header) {
         None => Ok(None),
@@ -321,7 +326,10 @@ async fn discard_body(payload: &mut web::Payload, start: Bytes, max_bytes: usize
 /// A body larger than the job threshold (8 MiB unless the server is
 /// configured otherwise) is answered `202` once received and imported in the
 /// background; poll `GET .../imports/{import_id}` until `state` is
-/// `completed` or `failed`.
+/// `completed` or `failed`. A server runs at most 4 such jobs at once unless
+/// configured otherwise. While all are busy, a file that needs a job is
+/// rejected with `429 too_many_import_jobs` and `Retry-After` before its
+/// body is read.
 #[utoipa::path(
     tag = "imports",
     params(
@@ -339,6 +347,7 @@ async fn discard_body(payload: &mut web::Payload, start: Bytes, max_bytes: usize
         (status = 409, description = "Campaign is not in draft or paused", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "File too large (checked against Content-Length before the body is read)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "File-level failure; nothing imported", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "A file large enough for a job arrived while the server runs its maximum number of import jobs (`too_many_import_jobs`). It is rejected before the body is read, with Retry-After", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -389,12 +398,19 @@ pub async fn import_contacts(
     };
 
     if as_job {
+        if let Some(stored) = key.stored(&state.pool).await? {
+            let digest = upload::digest(&mut payload, start, limits.max_bytes).await?;
+            return UploadKey::replay(&request, &stored, &fingerprint(&digest.sha256));
+        }
+        // Both rejections happen before the body is read. The job checks the
+        // campaign's state again in its own transaction.
+        require_editable(&campaign)?;
+        let permit = state.import_jobs.try_acquire(limits.max_jobs)?;
         let spool = upload::spool(&mut payload, start, limits.max_bytes).await?;
         let sha = spool.digest.sha256.clone();
         if let Some(stored) = key.stored(&state.pool).await? {
             return UploadKey::replay(&request, &stored, &fingerprint(&sha));
         }
-        require_editable(&campaign)?;
         let import_id = Uuid::new_v4();
         let job = JobRequest {
             import_id,
@@ -405,7 +421,7 @@ pub async fn import_contacts(
             request_id: request_id(&request),
             file_sha256: sha.clone(),
         };
-        import_jobs::start(state.clone(), job, spool).await?;
+        import_jobs::start(state.clone(), job, spool, permit).await?;
         tracing::info!(%campaign_id, %import_id, bytes = length, "contact import accepted as a job");
         let result = ImportResult::processing(import_id, campaign_id, sha.clone());
         return key
@@ -786,6 +802,10 @@ pub struct WashResultView {
     /// Valid rows whose number is not a contact of this campaign; not stored.
     pub numbers_unmatched: i32,
     pub rows_rejected: i32,
+    /// Rows that list a number an earlier row lists with a different result.
+    /// Each has a `conflicting_wash_result` error naming that row; the stricter
+    /// result is kept, so a number registered anywhere in the file is registered.
+    pub rows_conflicting: i32,
     pub errors: Vec<RowIssueView>,
 }
 
@@ -922,6 +942,7 @@ pub async fn attach_wash(
             details: serde_json::json!({
                 "wash_id": wash_id, "wash_reference": reference, "file_sha256": sha,
                 "contacts_matched": outcome.contacts_matched, "rows_total": outcome.rows_total,
+                "rows_conflicting": outcome.rows_conflicting,
             }),
             request_id: request_id(&request).as_deref(),
         },
@@ -942,6 +963,7 @@ pub async fn attach_wash(
         contacts_matched: outcome.contacts_matched,
         numbers_unmatched: unmatched,
         rows_rejected: outcome.rows_rejected,
+        rows_conflicting: outcome.rows_conflicting,
         errors: outcome.errors.iter().map(RowIssueView::from).collect(),
     };
     key.respond(

@@ -480,10 +480,14 @@ const EXPORT_COLUMNS: [&str; 19] = [
 ];
 
 /// Neutralises a cell a spreadsheet would run as a formula (`=`, `+`, `-`,
-/// `@`, tab or carriage return first) by prefixing an apostrophe.
+/// `@`, tab, carriage return or line feed first) by prefixing an apostrophe.
+/// The full-width forms of the four operators are treated alike, as a precaution.
 pub fn spreadsheet_safe(cell: &str) -> String {
     match cell.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
+        Some(
+            '=' | '+' | '-' | '@' | '\t' | '\r' | '\n' | '\u{ff1d}' | '\u{ff0b}' | '\u{ff0d}'
+            | '\u{ff20}',
+        ) => format!("'{cell}"),
         _ => cell.to_owned(),
     }
 }

@@ -6,6 +6,7 @@ mod authorization_matrix;
 mod campaigns;
 mod cli;
 mod demo;
+mod dialing_breaks;
 mod dialing_faults;
 mod dispatch;
 mod eligibility_cli;

@@ -7,9 +7,10 @@
 //! `SKIP LOCKED` and commits each new attempt as `handing_over`. The second
 //! holds the row `FOR SHARE` while posting the call requests, so a pause or
 //! cancel (which takes `FOR UPDATE`) waits for posts in flight and none start
-//! after it returns. An attempt whose hand-over or result is lost becomes
-//! `unknown` after the result timeout and counts against the contact; it is
-//! never redialed at once.
+//! after it returns. An attempt whose hand-over or result is lost stays open
+//! and keeps its slot, because the call may be in progress. It becomes
+//! `unknown` after the result timeout and counts against the contact, and it
+//! is never redialed at once.
 //!
 //! A round that did work is followed by the next one at once. When a campaign
 //! is at capacity, the loop waits until an eighth of its slots are free (or
@@ -103,6 +104,9 @@ pub async fn run(state: actix_web::web::Data<AppState>, mut shutdown: watch::Rec
         accelerated_clock = state.clock.is_accelerated(),
         "dispatcher started"
     );
+    if !platform_configured(&state) {
+        tracing::warn!("no voice platform URL or secret is configured: this process claims no contact and hands over no call");
+    }
     let mut last_expiry: Option<Instant> = None;
     loop {
         let expire = last_expiry.is_none_or(|at| at.elapsed() >= EXPIRY_INTERVAL);
@@ -163,12 +167,22 @@ impl Pause {
     }
 }
 
+/// Whether this process can hand calls over and receive their results: a
+/// process without the platform's URL or secret would only fail attempts and
+/// spend each contact's budget, so it claims nothing.
+fn platform_configured(state: &AppState) -> bool {
+    state.voice.platform_url.is_some() && state.voice.secret.is_some()
+}
+
 /// Runs one round over every running campaign, and looks for lost results
 /// when `expire` is set.
 pub async fn round(state: &AppState, expire: bool) -> anyhow::Result<RoundActivity> {
     let mut activity = RoundActivity::default();
     if expire {
         activity.expired = expire_lost_results(state).await?;
+    }
+    if !platform_configured(state) {
+        return Ok(activity);
     }
     for campaign_id in campaigns::running_ids(&state.pool).await? {
         // One campaign's failure must not stop the others, so it is logged here.
@@ -218,10 +232,17 @@ async fn expire_lost_results(state: &AppState) -> anyhow::Result<usize> {
         if !is_open(&attempt.state) {
             continue;
         }
+        // An attempt still `handing_over` never got the platform's answer to
+        // its call request; any other open attempt got no result.
+        let end_reason = if attempt.state == "handing_over" {
+            "handover_lost"
+        } else {
+            "result_timeout"
+        };
         let closing = Closing {
             state: "unknown",
             outcome: Outcome::Unknown.as_str(),
-            end_reason: Some("result_timeout"),
+            end_reason: Some(end_reason),
             duration_seconds: None,
             summary: None,
             at: now,
@@ -476,8 +497,18 @@ async fn hand_over(
     for (attempt_id, result) in results {
         match result {
             Handover::Accepted(call_id) => accepted.push((attempt_id, call_id)),
-            Handover::Rejected(reason) => failed.push((attempt_id, Outcome::Failed, reason)),
-            Handover::Lost(reason) => failed.push((attempt_id, Outcome::Unknown, reason)),
+            Handover::Rejected(reason) => failed.push((attempt_id, reason)),
+            // The platform may have placed the call, so the attempt stays
+            // open and keeps its slot until an event or the result timeout
+            // closes it. Closing it now would free the slot while the call
+            // may be in progress.
+            Handover::Lost(reason) => {
+                crate::metrics::metrics()
+                    .handovers
+                    .with_label_values(&["lost"])
+                    .inc();
+                tracing::warn!(%attempt_id, %campaign_id, reason, "the voice platform's answer to a call request was lost; the attempt stays open until an event or the result timeout");
+            }
         }
     }
     attempts::mark_all_handed_over(&mut *transaction, &accepted, now).await?;
@@ -488,38 +519,27 @@ async fn hand_over(
     transaction.commit().await?;
     // Each failure in its own transaction, so this one never holds many
     // attempt locks while waiting for another.
-    for (attempt_id, outcome, reason) in failed {
+    for (attempt_id, reason) in failed {
         let mut transaction = state.pool.begin().await?;
-        record_failed_handover(
-            &mut transaction,
-            campaign_id,
-            attempt_id,
-            outcome,
-            reason,
-            now,
-        )
-        .await?;
+        record_failed_handover(&mut transaction, campaign_id, attempt_id, reason, now).await?;
         transaction.commit().await?;
     }
     Ok(())
 }
 
-/// Closes an attempt whose call request failed, unless an event already
-/// moved it on: a `started` or `ended` event proves the platform took the
-/// call, and the result then comes by webhook or the result timeout.
+/// Closes an attempt whose call request the platform certainly did not take,
+/// unless an event already moved it on: a `started` or `ended` event proves
+/// the platform took the call, and the result then comes by webhook or the
+/// result timeout.
 async fn record_failed_handover(
     transaction: &mut PgConnection,
     campaign_id: Uuid,
     attempt_id: Uuid,
-    outcome: Outcome,
     reason: &'static str,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let state_name = if outcome == Outcome::Failed {
-        "failed"
-    } else {
-        "unknown"
-    };
+    let outcome = Outcome::Failed;
+    let state_name = "failed";
     crate::metrics::metrics()
         .handovers
         .with_label_values(&[state_name])
@@ -556,7 +576,10 @@ async fn withdraw(
         .execute(&mut *transaction)
         .await?;
     sqlx::query(
-        "UPDATE contacts SET state = CASE WHEN (SELECT state FROM campaigns WHERE id = contacts.campaign_id) = 'cancelled' THEN 'cancelled' ELSE 'pending' END,
+        // A final reason on a dialling contact comes from an earlier
+        // attempt's late answer or opt-out, which ends the contact.
+        "UPDATE contacts SET state = CASE WHEN (SELECT state FROM campaigns WHERE id = contacts.campaign_id) = 'cancelled' THEN 'cancelled'
+                                          WHEN final_reason IN ('answered', 'opted_out') THEN 'done' ELSE 'pending' END,
                 final_reason = CASE WHEN (SELECT state FROM campaigns WHERE id = contacts.campaign_id) = 'cancelled' THEN 'campaign_cancelled' ELSE final_reason END,
                 attempts_made = attempts_made - 1
           WHERE id = $1 AND state = 'dialing'",

@@ -245,6 +245,9 @@ pub struct AttemptWithContact {
     pub campaign_state: String,
     /// Whether the client's suppression list has the number.
     pub suppressed: bool,
+    /// The outcome of another attempt of the contact that ended the contact's
+    /// calling (`answered` or `opted_out`), when a late result recorded one.
+    pub earlier_final_outcome: Option<String>,
 }
 
 /// Selects an [`AttemptWithContact`] by attempt id (`$1`) and locks the
@@ -253,7 +256,10 @@ const LOCK_ATTEMPT: &str = "SELECT a.id, a.campaign_id, a.contact_id, a.state, c
         c.attempts_made, c.max_attempts, k.retry_policy, c.state AS contact_state, k.state AS campaign_state,
         EXISTS (SELECT 1 FROM suppressions s
                  WHERE s.client_id = c.client_id AND s.phone_index = c.phone_index AND s.removed_at IS NULL)
-            AS suppressed";
+            AS suppressed,
+        (SELECT e.outcome FROM attempts e
+          WHERE e.contact_id = c.id AND e.id <> a.id AND e.outcome IN ('answered', 'opted_out')
+          LIMIT 1) AS earlier_final_outcome";
 const LOCK_ATTEMPT_FROM: &str = "FROM attempts a JOIN contacts c ON c.id = a.contact_id
         JOIN campaigns k ON k.id = a.campaign_id
   WHERE a.id = $1 FOR UPDATE OF a, c";
@@ -274,11 +280,30 @@ pub async fn read_attempts(
     .await
 }
 
-/// Locks an attempt and its contact for an update.
+/// Locks the campaign row of an attempt `FOR SHARE`, before the attempt and
+/// its contact are locked. A cancel takes the row `FOR UPDATE`, so the
+/// campaign state read while this lock is held stays true until commit: a
+/// result recorded at the moment of a cancel never requeues the contact of a
+/// cancelled campaign. Taken first, so a cancel that waits for a pending
+/// contact locked here never waits in a cycle.
+async fn share_campaign_of(connection: &mut PgConnection, attempt_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "SELECT 1 FROM campaigns k WHERE k.id = (SELECT a.campaign_id FROM attempts a WHERE a.id = $1)
+           FOR SHARE OF k",
+    )
+    .bind(attempt_id)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// Locks an attempt and its contact for an update, and its campaign row
+/// `FOR SHARE`.
 pub async fn lock_attempt(
     connection: &mut PgConnection,
     attempt_id: Uuid,
 ) -> sqlx::Result<Option<AttemptWithContact>> {
+    share_campaign_of(&mut *connection, attempt_id).await?;
     sqlx::query_as(&format!("{LOCK_ATTEMPT} {LOCK_ATTEMPT_FROM}"))
         .bind(attempt_id)
         .fetch_optional(connection)
@@ -295,14 +320,16 @@ pub struct EventTarget {
 }
 
 /// Records a webhook event id and locks its attempt and contact, in one
-/// statement; `None` when the attempt does not exist. The caller must roll
-/// back on `None`, or the event id stays recorded.
+/// statement, after locking its campaign row `FOR SHARE`. Returns `None` when
+/// the attempt does not exist. The caller must roll back on `None`, or the event
+/// id stays recorded.
 pub async fn lock_attempt_for_event(
     connection: &mut PgConnection,
     attempt_id: Uuid,
     event_id: &str,
     event_type: &str,
 ) -> sqlx::Result<Option<EventTarget>> {
+    share_campaign_of(&mut *connection, attempt_id).await?;
     let query = format!(
         "WITH recorded AS (
             INSERT INTO webhook_events (event_id, attempt_id, event_type) VALUES ($2, $1, $3)
@@ -429,9 +456,11 @@ pub struct EndedEvent<'a> {
 /// Records `ended` events, closes their attempts and moves their contacts on,
 /// in one statement; returns one result per event, in order. An event is
 /// applied only while its attempt's state, and its contact's `dialing` state
-/// and attempt count, are still those read: otherwise it changes nothing and
-/// reads [`EventRecording::Changed`], and the caller must take the locking
-/// path. Each attempt and each event id may appear once.
+/// and attempt count, and its campaign's state, are still those read:
+/// otherwise it changes nothing and reads [`EventRecording::Changed`], and the
+/// caller must take the locking path. The campaign row is held `FOR SHARE`,
+/// so a cancel either waits for this statement's commit or is seen by it.
+/// Each attempt and each event id may appear once.
 pub async fn record_ended_all(
     executor: impl PgExecutor<'_>,
     events: &[EndedEvent<'_>],
@@ -443,17 +472,22 @@ pub async fn record_ended_all(
         "WITH input AS (
             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::int4[], $5::text[], $6::text[], $7::text[],
                                  $8::text[], $9::int4[], $10::text[], $11::timestamptz[], $12::text[],
-                                 $13::timestamptz[], $14::text[])
+                                 $13::timestamptz[], $14::text[], $15::text[])
                    WITH ORDINALITY AS u(attempt_id, attempt_state, contact_id, attempts_made, event_id, closed_state,
                                         outcome, end_reason, duration_seconds, summary, at, contact_state,
-                                        next_attempt_at, final_reason, position)
+                                        next_attempt_at, final_reason, campaign_state, position)
          ), target AS (
             SELECT i.* FROM input i
               JOIN attempts a ON a.id = i.attempt_id
               JOIN contacts c ON c.id = i.contact_id
+              JOIN campaigns k ON k.id = a.campaign_id
              WHERE a.contact_id = i.contact_id
                AND a.state = i.attempt_state AND c.state = 'dialing' AND c.attempts_made = i.attempts_made
-             ORDER BY i.attempt_id FOR UPDATE OF a, c
+               AND k.state = i.campaign_state
+               -- A late result of an earlier attempt marks the contact so
+               -- this statement leaves it to the locking path.
+               AND c.final_reason IS NULL
+             ORDER BY i.attempt_id FOR UPDATE OF a, c FOR SHARE OF k
          ), recorded AS (
             INSERT INTO webhook_events (event_id, attempt_id, event_type)
             SELECT event_id, attempt_id, 'ended' FROM target
@@ -488,6 +522,7 @@ pub async fn record_ended_all(
     .bind(events.iter().map(|e| e.step.contact_state()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.step.next_attempt_at()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.step.final_reason()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.expected.campaign_state.as_str()).collect::<Vec<_>>())
     .fetch_all(executor)
     .await?;
     Ok(results

@@ -221,6 +221,11 @@ async fn record_event_locked(
                     .inc();
                 close_and_settle(&mut transaction, &attempt, &closing, outcome, now).await?;
                 slot_freed = true;
+            } else if attempt.state != "unknown" {
+                // The attempt already has its result (a second `ended` under
+                // another event id, or an event for a withdrawn or refused
+                // attempt), so the first result is kept.
+                tracing::info!(attempt_id = %attempt.id, campaign_id = %attempt.campaign_id, state = %attempt.state, "ended event for an attempt that already has its result; ignored");
             } else {
                 // A late result for an attempt already given up as unknown: keep
                 // the truth on the attempt, and never call a contact again
@@ -232,6 +237,16 @@ async fn record_event_locked(
                         .bind(outcome.as_str())
                         .execute(&mut *transaction)
                         .await?;
+                    // A contact already dialling again keeps its open attempt,
+                    // and the reason set here makes that attempt's result
+                    // finish the contact instead of scheduling a retry.
+                    sqlx::query(
+                        "UPDATE contacts SET final_reason = $2 WHERE id = $1 AND state = 'dialing'",
+                    )
+                    .bind(attempt.contact_id)
+                    .bind(outcome.as_str())
+                    .execute(&mut *transaction)
+                    .await?;
                 }
             }
         }
@@ -256,7 +271,15 @@ pub fn next_contact_step(
     outcome: Outcome,
     now: chrono::DateTime<chrono::Utc>,
 ) -> attempts::ContactStep<'static> {
-    let step = if attempt.suppressed && !outcome.is_final() {
+    let earlier_final = attempt
+        .earlier_final_outcome
+        .as_deref()
+        .and_then(|earlier| Outcome::ALL.into_iter().find(|o| o.as_str() == earlier));
+    let step = if let Some(earlier) = earlier_final.filter(|_| !outcome.is_final()) {
+        // An earlier attempt's late result showed the call was answered or
+        // the recipient opted out: the contact is not called again.
+        NextStep::Finish(earlier.as_str())
+    } else if attempt.suppressed && !outcome.is_final() {
         NextStep::Finish("suppressed")
     } else {
         attempt.retry_policy.0.next_step(

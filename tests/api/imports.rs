@@ -2372,3 +2372,499 @@ async fn formula_contact_ref_neutralised_in_export() {
     }
     app.finish().await;
 }
+
+// ---------------------------------------------------------------------------
+// Conflicting registry status for one number in a contact file
+// ---------------------------------------------------------------------------
+
+const REGISTRY_HEADER: &str = "to_number,registry_status,registry_checked_at,registry_evidence";
+
+/// Returns the first stored contact's registry status, checked time and evidence.
+async fn first_registry(app: &TestApp, campaign: &str) -> (Value, Value, Value) {
+    let list = contacts(app, campaign).await;
+    let first = &list[0];
+    assert_eq!(first["row"], 1, "the first contact is row 1: {first}");
+    (
+        first["registry_status"].clone(),
+        first["registry_checked_at"].clone(),
+        first["registry_evidence"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn conflicting_status_registered_later_wins() {
+    let (app, campaign) = setup(json!({})).await;
+    let csv = format!(
+        "{REGISTRY_HEADER}\n\
+         0491 570 006,not_registered,2026-11-20T01:00:00Z,W-1\n\
+         0491 570 156,N,2026-11-20T01:00:00Z,W-1\n\
+         +61 491 570 006,registered,2026-11-21T02:30:00Z,W-2\n"
+    );
+    let reply = import(&app, &campaign, "", csv).await;
+    assert_counts(&reply, 2, 1);
+    let errors = &reply.body["errors"];
+    assert_issue(
+        errors,
+        "conflicting_registry_status",
+        3,
+        4,
+        "registry_status",
+    );
+    let message = errors[0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("row 1"), "names the first row: {message}");
+    assert!(
+        message.contains("registered"),
+        "names the kept status: {message}"
+    );
+    assert!(!reply.text.contains("570 006"), "number echoed");
+    let (status, checked_at, evidence) = first_registry(&app, &campaign).await;
+    assert_eq!(status, "registered", "the stricter status is kept");
+    assert_eq!(
+        checked_at, "2026-11-21T02:30:00Z",
+        "checked time of the kept status"
+    );
+    assert_eq!(evidence, "W-2", "evidence of the kept status");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn conflicting_status_registered_first_kept() {
+    let (app, campaign) = setup(json!({})).await;
+    let csv = format!(
+        "{REGISTRY_HEADER}\n\
+         0491570006,Y,2026-11-20T01:00:00Z,W-1\n\
+         (0491) 570-006,N,2026-11-21T01:00:00Z,W-2\n"
+    );
+    let reply = import(&app, &campaign, "", csv).await;
+    assert_counts(&reply, 1, 1);
+    assert_issue(
+        &reply.body["errors"],
+        "conflicting_registry_status",
+        2,
+        3,
+        "registry_status",
+    );
+    let (status, checked_at, evidence) = first_registry(&app, &campaign).await;
+    assert_eq!(status, "registered", "the first, stricter status stays");
+    assert_eq!(
+        checked_at, "2026-11-20T01:00:00Z",
+        "first row's checked time"
+    );
+    assert_eq!(evidence, "W-1", "first row's evidence");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn conflicting_status_invalid_beats_not_registered() {
+    let (app, campaign) = setup(json!({})).await;
+    let csv = format!(
+        "{REGISTRY_HEADER}\n\
+         0491 570 158,N,2026-11-20T01:00:00Z,W-1\n\
+         0491 570 158,I,2026-11-20T01:00:00Z,W-2\n\
+         0491 570 158,N,2026-11-20T01:00:00Z,W-3\n\
+         0491 570 158,invalid,2026-11-20T01:00:00Z,W-4\n"
+    );
+    let reply = import(&app, &campaign, "", csv).await;
+    assert_counts(&reply, 1, 3);
+    let errors = &reply.body["errors"];
+    for (row, line) in [(2, 3), (3, 4)] {
+        assert_issue(
+            errors,
+            "conflicting_registry_status",
+            row,
+            line,
+            "registry_status",
+        );
+    }
+    // Row 4 repeats the status the contact already has, so it is a plain duplicate.
+    assert_issue(errors, "duplicate_to_number", 4, 5, "to_number");
+    let (status, _, evidence) = first_registry(&app, &campaign).await;
+    assert_eq!(status, "invalid", "invalid beats not_registered");
+    assert_eq!(evidence, "W-2", "evidence of the invalid result");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn same_status_twice_is_duplicate() {
+    let (app, campaign) = setup(json!({})).await;
+    let csv = format!(
+        "{REGISTRY_HEADER}\n\
+         0491 570 159,N,2026-11-20T01:00:00Z,W-1\n\
+         0491 570 159,not registered,2026-11-21T01:00:00Z,W-2\n\
+         0491 570 159,,,\n"
+    );
+    let reply = import(&app, &campaign, "", csv).await;
+    assert_counts(&reply, 1, 2);
+    let errors = &reply.body["errors"];
+    assert_issue(errors, "duplicate_to_number", 2, 3, "to_number");
+    assert_issue(errors, "duplicate_to_number", 3, 4, "to_number");
+    let (status, _, evidence) = first_registry(&app, &campaign).await;
+    assert_eq!(status, "not_registered", "status unchanged");
+    assert_eq!(evidence, "W-1", "first row's evidence");
+    app.finish().await;
+}
+
+/// Builds a file whose row 1 is 0491 570 110 `not_registered`, then
+/// `landlines` other numbers, then the first number again as `registered`.
+fn conflict_after_landlines(landlines: usize) -> String {
+    let mut csv = format!("{REGISTRY_HEADER}\n0491 570 110,N,2026-11-20T01:00:00Z,W-1\n");
+    for index in 0..landlines {
+        let area = ["02", "03", "07", "08"][index % 4];
+        csv.push_str(&format!(
+            "({area}) 5550 {:04},N,2026-11-20T01:00:00Z,W-1\n",
+            index / 4
+        ));
+    }
+    csv.push_str("+61491570110,Y,2026-11-21T01:00:00Z,W-2\n");
+    csv
+}
+
+#[tokio::test]
+async fn conflicting_status_across_batches_registered() {
+    let (app, campaign) = setup(json!({})).await;
+    // More rows than one batch of contacts (32,768), so row 1 is already
+    // written when the conflicting row is read.
+    let landlines = 33_000;
+    let reply = import(&app, &campaign, "", conflict_after_landlines(landlines)).await;
+    assert_counts(&reply, 1 + landlines as i64, 1);
+    let last = 2 + landlines as i64;
+    assert_issue(
+        &reply.body["errors"],
+        "conflicting_registry_status",
+        last,
+        last + 1,
+        "registry_status",
+    );
+    let (status, checked_at, evidence) = first_registry(&app, &campaign).await;
+    assert_eq!(status, "registered", "the written contact is updated");
+    assert_eq!(checked_at, "2026-11-21T01:00:00Z", "checked time");
+    assert_eq!(evidence, "W-2", "evidence");
+    let registered: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM contacts WHERE campaign_id = $1::uuid AND registry_status = 'registered'",
+    )
+    .bind(&campaign)
+    .fetch_one(&app.pool)
+    .await
+    .expect("count");
+    assert_eq!(registered, 1, "only that contact changes");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn conflicting_status_then_bad_file_imports_nothing() {
+    let (app, campaign) = setup(json!({})).await;
+    let mut csv = conflict_after_landlines(33_000);
+    csv.push_str("0491 570 737,\"open quote\n");
+    let reply = import(&app, &campaign, "", csv).await;
+    assert_problem(&reply, 422, "malformed_csv");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(stored, 0, "no contact and no status update is kept");
+    let issues: i64 = sqlx::query_scalar("SELECT count(*) FROM import_issues")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(issues, 0, "no row issue is kept");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn conflicting_status_row_in_rejected_csv() {
+    let (app, campaign) = setup(json!({})).await;
+    let csv = format!(
+        "{REGISTRY_HEADER}\n\
+         0491 570 313,N,2026-11-20T01:00:00Z,W-1\n\
+         0491 570 313,Y,2026-11-21T01:00:00Z,W-2\n"
+    );
+    let reply = import(&app, &campaign, "", csv).await;
+    assert_counts(&reply, 1, 1);
+    let import_id = reply.body["import_id"].as_str().expect("import id");
+    let (status, text) = get_text(
+        &app,
+        &format!("/v1/campaigns/{campaign}/imports/{import_id}/rejected.csv"),
+    )
+    .await;
+    assert_eq!(status, 200, "rejected.csv: {text}");
+    assert!(
+        text.contains("conflicting_registry_status"),
+        "lists the row: {text}"
+    );
+    assert!(text.contains("W-2"), "keeps the row's evidence: {text}");
+    assert!(!text.contains("570 313"), "number echoed: {text}");
+    app.finish().await;
+}
+
+// ---------------------------------------------------------------------------
+// Declared UTF-16
+// ---------------------------------------------------------------------------
+
+/// Encodes `text` as UTF-16 in one byte order, after `bom`.
+fn utf16(text: &str, bom: &[u8], little_endian: bool) -> Vec<u8> {
+    let units = text.encode_utf16().flat_map(|unit| {
+        if little_endian {
+            unit.to_le_bytes()
+        } else {
+            unit.to_be_bytes()
+        }
+    });
+    bom.iter().copied().chain(units).collect()
+}
+
+const UTF16_FILE: &str = "to_number,contact_ref\r\n0491 570 006,Zoë\r\n0491 570 156,Seán\r\n";
+
+#[tokio::test]
+async fn utf16_charset_matching_bom_accepted() {
+    let cases = [
+        ("text/csv; charset=utf-16", "", &b"\xFF\xFE"[..], true),
+        ("text/csv; charset=UTF-16", "", &b"\xFE\xFF"[..], false),
+        ("text/csv; charset=utf-16le", "", &b"\xFF\xFE"[..], true),
+        ("text/csv", "?encoding=utf-16be", &b"\xFE\xFF"[..], false),
+        ("text/csv", "", &b"\xFE\xFF"[..], false),
+    ];
+    for (content_type, query, bom, little_endian) in cases {
+        let (app, campaign) = setup(json!({})).await;
+        let reply = send(
+            &app,
+            &format!("/v1/campaigns/{campaign}/imports{query}"),
+            content_type,
+            utf16(UTF16_FILE, bom, little_endian),
+            None,
+        )
+        .await;
+        assert_counts(&reply, 2, 0);
+        let list = contacts(&app, &campaign).await;
+        assert_eq!(list[0]["contact_ref"], "Zoë", "{content_type}{query}");
+        assert_eq!(list[1]["contact_ref"], "Seán", "{content_type}{query}");
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn utf16le_charset_with_be_bom_rejected() {
+    let reply = expect_file_problem(
+        Options::default(),
+        "?encoding=utf-16le",
+        utf16(UTF16_FILE, b"\xFE\xFF", false),
+        422,
+        "unsupported_encoding",
+    )
+    .await;
+    assert_eq!(
+        reply.body["declared_encoding"], "utf-16le",
+        "{}",
+        reply.text
+    );
+    assert_eq!(reply.body["byte_order_mark"], "utf-16be", "{}", reply.text);
+    let detail = reply.body["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("charset=utf-16le") && detail.contains("UTF-16BE byte order mark"),
+        "names both: {detail}"
+    );
+}
+
+#[tokio::test]
+async fn utf16_charset_without_bom_rejected() {
+    for (query, bytes) in [
+        ("?encoding=utf-16", utf16(UTF16_FILE, b"", true)),
+        ("?encoding=utf-16be", UTF16_FILE.as_bytes().to_vec()),
+    ] {
+        let reply = expect_file_problem(
+            Options::default(),
+            query,
+            bytes,
+            422,
+            "unsupported_encoding",
+        )
+        .await;
+        assert_eq!(
+            reply.body["byte_order_mark"], "none",
+            "{query}: {}",
+            reply.text
+        );
+        let detail = reply.body["detail"].as_str().unwrap_or("");
+        assert!(detail.contains("no byte order mark"), "{query}: {detail}");
+    }
+}
+
+#[tokio::test]
+async fn utf16_charset_with_utf8_bom_rejected() {
+    let reply = expect_file_problem(
+        Options::default(),
+        "?encoding=utf-16",
+        format!("\u{feff}{UTF16_FILE}"),
+        422,
+        "unsupported_encoding",
+    )
+    .await;
+    assert_eq!(reply.body["byte_order_mark"], "utf-8", "{}", reply.text);
+}
+
+#[tokio::test]
+async fn utf16_charset_same_key_other_charset_422() {
+    let (app, campaign) = setup(json!({})).await;
+    let path = format!("/v1/campaigns/{campaign}/imports");
+    let bytes = utf16(UTF16_FILE, b"\xFF\xFE", true);
+    let first = send(
+        &app,
+        &path,
+        "text/csv; charset=utf-16",
+        bytes.clone(),
+        Some("k-16"),
+    )
+    .await;
+    assert_counts(&first, 2, 0);
+    let other = send(
+        &app,
+        &path,
+        "text/csv; charset=utf-16le",
+        bytes,
+        Some("k-16"),
+    )
+    .await;
+    assert_problem(&other, 422, "idempotency_key_reused");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn wash_file_declared_utf16_accepted() {
+    let (app, campaign) = washable().await;
+    let text = "number,result\r\n0491 570 006,Y\r\n";
+    let reply = send(
+        &app,
+        &format!("/v1/campaigns/{campaign}/wash-results?wash_reference=W-16"),
+        "text/csv; charset=utf-16",
+        utf16(text, b"\xFF\xFE", true),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 201, "wash: {}", reply.text);
+    assert_eq!(reply.body["registered"], 1, "registered: {}", reply.text);
+    app.finish().await;
+}
+
+// ---------------------------------------------------------------------------
+// Stored form of every column
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn every_column_stored_in_canonical_form() {
+    let (app, campaign) = setup(json!({})).await;
+    let csv = "To Number,contact ref,RECIPIENT_TIMEZONE,registry-status,Registry Checked At,registry_evidence,\
+               consent type,consent_evidence,consent_given_at,consent_expires_at,exemption,call_type,priority,max_attempts,first_name\n\
+               +61 (0)2 5550 0001,REF-1,VIC,Y,2026-11-20,W-77,Express,CRM-9,2026-10-01,2027-10-01,charity,telemarketing,9,4,Matilda\n\
+               0491 570 006,REF-2,Australia/Perth,N,2026-11-20T03:04:05Z,W-78,inferred,,,,,,,,\n";
+    let reply = import(&app, &campaign, "", csv).await;
+    assert_counts(&reply, 2, 0);
+    let list = contacts(&app, &campaign).await;
+    let full = &list[0];
+    assert_eq!(full["masked_number"], "+61 ******001", "masked: {full}");
+    assert_eq!(full["number_type"], "geographic", "number_type");
+    assert_eq!(full["contact_ref"], "REF-1", "contact_ref");
+    assert_eq!(full["zone_source"], "explicit", "zone_source");
+    assert_eq!(full["zone"], "VIC", "state code kept");
+    assert_eq!(full["registry_status"], "registered", "Y to registered");
+    assert_eq!(
+        full["registry_checked_at"], "2026-11-19T13:00:00Z",
+        "a date is the start of that day in Sydney"
+    );
+    assert_eq!(full["registry_evidence"], "W-77", "registry_evidence");
+    assert_eq!(full["consent_type"], "express", "consent_type lower-cased");
+    assert_eq!(full["exemption"], "charity", "exemption");
+    assert_eq!(full["priority"], 9, "priority");
+    assert_eq!(full["max_attempts"], 4, "max_attempts");
+
+    let sparse = &list[1];
+    assert_eq!(sparse["number_type"], "mobile", "number_type");
+    assert_eq!(sparse["zone"], "Australia/Perth", "IANA zone kept");
+    assert_eq!(sparse["registry_status"], "not_registered", "N");
+    assert_eq!(
+        sparse["registry_checked_at"], "2026-11-20T03:04:05Z",
+        "date-time kept"
+    );
+    assert_eq!(sparse["consent_type"], "inferred", "consent_type");
+    assert!(sparse["exemption"].is_null(), "no exemption");
+    assert_eq!(sparse["priority"], 5, "default priority");
+
+    let (evidence, given, expires, source): (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    ) = sqlx::query_as(
+        "SELECT consent_evidence, consent_given_on::text, consent_expires_on::text, registry_source
+               FROM contacts WHERE campaign_id = $1::uuid AND row_number = 1",
+    )
+    .bind(&campaign)
+    .fetch_one(&app.pool)
+    .await
+    .expect("stored consent");
+    assert_eq!(evidence.as_deref(), Some("CRM-9"), "consent_evidence");
+    assert_eq!(given.as_deref(), Some("2026-10-01"), "consent_given_at");
+    assert_eq!(expires.as_deref(), Some("2027-10-01"), "consent_expires_at");
+    assert_eq!(source.as_deref(), Some("contact_file"), "registry_source");
+
+    // The number and the personalisation value are stored only sealed.
+    let plain: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM contacts c
+          WHERE c::text LIKE '%Matilda%' OR c::text LIKE '%55500001%' OR c::text LIKE '%491570006%'
+             OR encode(c.phone_ciphertext, 'escape') LIKE '%5550%'
+             OR encode(c.personalisation_ciphertext, 'escape') LIKE '%Matilda%'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("search the stored rows");
+    assert_eq!(plain, 0, "no plaintext number or personalisation value");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn duplicate_of_earlier_import_names_row() {
+    let (app, campaign) = setup(json!({})).await;
+    let first = import(
+        &app,
+        &campaign,
+        "",
+        "to_number\n0491 570 006\n0491 570 157\n",
+    )
+    .await;
+    assert_counts(&first, 2, 0);
+    let second = import(&app, &campaign, "", "to_number\n0011 61 491 570 157\n").await;
+    assert_counts(&second, 0, 1);
+    let message = second.body["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("row 2") && message.contains("earlier import"),
+        "names row 2 of the earlier import: {message}"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn wash_unmatched_number_never_stored() {
+    let (app, campaign) = washable().await;
+    let csv = "number,result\n0491 570 006,Y\n+61 491 570 737,N\n0491570737,N\n";
+    let reply = wash(&app, &campaign, "wash_reference=W-9", csv).await;
+    assert_eq!(reply.status, 201, "wash: {}", reply.text);
+    assert_eq!(reply.body["numbers_unmatched"], 1, "counted once");
+    assert_eq!(reply.body["contacts_matched"], 1, "contacts_matched");
+    assert!(!reply.text.contains("737"), "not echoed: {}", reply.text);
+    assert_eq!(contacts(&app, &campaign).await.len(), 5, "no contact added");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT quote_ident(table_name) FROM information_schema.tables
+          WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("list tables");
+    for table in tables {
+        let found: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {table} t WHERE t::text LIKE '%570737%' OR t::text LIKE '%570 737%'"
+        ))
+        .fetch_one(&app.pool)
+        .await
+        .expect("search a table");
+        assert_eq!(found, 0, "the unmatched number is in {table}");
+    }
+    app.finish().await;
+}

@@ -11,6 +11,7 @@ mod dialing_faults;
 mod dispatch;
 mod eligibility_cli;
 mod import_jobs;
+mod import_kill;
 mod imports;
 mod openapi;
 mod reports;

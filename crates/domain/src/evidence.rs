@@ -58,6 +58,26 @@ impl RegistryStatus {
             _ => None,
         }
     }
+
+    /// Ranks a result by how strict it is for compliance: `registered`, then
+    /// `invalid`, then `not_registered`. Only `not_registered` clears a call,
+    /// and a number registered anywhere in a file is registered.
+    pub fn strictness(self) -> u8 {
+        match self {
+            RegistryStatus::NotRegistered => 0,
+            RegistryStatus::Invalid => 1,
+            RegistryStatus::Registered => 2,
+        }
+    }
+
+    /// Returns the stricter of two results for one number (see [`Self::strictness`]).
+    pub fn stricter(self, other: Self) -> Self {
+        if other.strictness() > self.strictness() {
+            other
+        } else {
+            self
+        }
+    }
 }
 
 /// A wash result for one contact.

@@ -114,29 +114,72 @@ pub struct ImportOutcome {
     pub warnings: Vec<IssueRecord>,
 }
 
-/// One `COPY` payload for the writer.
+/// One batch for the writer: a `COPY` payload, or the registry results that
+/// later rows of the file made stricter for contacts already written.
 enum Batch {
     Contacts(Vec<u8>),
     Issues(Vec<u8>),
     RejectedRows(Vec<u8>),
+    StricterRegistry(Vec<RegistryUpdate>),
 }
 
-impl Batch {
-    fn statement(&self) -> &'static str {
-        match self {
-            Batch::Contacts(_) => contacts::CONTACTS_COPY,
-            Batch::Issues(_) => imports::ISSUES_COPY,
-            Batch::RejectedRows(_) => imports::REJECTED_ROWS_COPY,
-        }
-    }
+/// A stricter registry result for a contact of this import, with the
+/// `registry_checked_at` and `registry_evidence` of the row it came from.
+#[derive(Debug, Clone)]
+struct RegistryUpdate {
+    phone_index: [u8; 32],
+    status: RegistryStatus,
+    checked_at: Option<chrono::DateTime<chrono::Utc>>,
+    evidence: Option<String>,
+}
 
-    fn payload(&self) -> &[u8] {
-        match self {
-            Batch::Contacts(payload) | Batch::Issues(payload) | Batch::RejectedRows(payload) => {
-                payload
-            }
+/// The first row of a number in the file and the registry status its contact has.
+#[derive(Debug, Clone, Copy)]
+struct FirstRow {
+    row: i32,
+    registry_status: Option<RegistryStatus>,
+}
+
+/// Writes one batch inside the import's transaction.
+async fn write_batch(
+    connection: &mut PgConnection,
+    campaign_id: Uuid,
+    import_id: Uuid,
+    batch: Batch,
+) -> sqlx::Result<()> {
+    let (statement, payload) = match batch {
+        Batch::Contacts(payload) => (contacts::CONTACTS_COPY, payload),
+        Batch::Issues(payload) => (imports::ISSUES_COPY, payload),
+        Batch::RejectedRows(payload) => (imports::REJECTED_ROWS_COPY, payload),
+        Batch::StricterRegistry(updates) => {
+            let indexes: Vec<Vec<u8>> = updates
+                .iter()
+                .map(|update| update.phone_index.to_vec())
+                .collect();
+            let statuses: Vec<&str> = updates
+                .iter()
+                .map(|update| update.status.as_str())
+                .collect();
+            let checked_at: Vec<_> = updates.iter().map(|update| update.checked_at).collect();
+            let evidence: Vec<_> = updates
+                .iter()
+                .map(|update| update.evidence.clone())
+                .collect();
+            contacts::apply_file_registry_results(
+                connection,
+                campaign_id,
+                import_id,
+                &indexes,
+                &statuses,
+                &checked_at,
+                &evidence,
+            )
+            .await?;
+            return Ok(());
         }
-    }
+    };
+    bulk::copy_in(connection, statement, &payload).await?;
+    Ok(())
 }
 
 /// Imports `source` into the campaign of `plan` through `connection`, which
@@ -165,13 +208,14 @@ pub async fn run<S: ByteSource + Send + 'static>(
         .execute(&mut *connection)
         .await?;
 
+    let (campaign_id, import_id) = (plan.campaign_id, plan.import_id);
     let (sender, mut receiver) = mpsc::channel(BATCHES_IN_FLIGHT);
     let reader = tokio::task::spawn_blocking(move || {
         Processor::new(plan, keyring, existing, progress, sender).run(source)
     });
     let mut written = Ok(());
     while let Some(batch) = receiver.recv().await {
-        if let Err(error) = bulk::copy_in(connection, batch.statement(), batch.payload()).await {
+        if let Err(error) = write_batch(connection, campaign_id, import_id, batch).await {
             written = Err(ApiError::from(error));
             break;
         }
@@ -228,7 +272,10 @@ struct Processor {
     plan: ImportPlan,
     keyring: Arc<Keyring>,
     existing: BlindIndexMap<i32>,
-    in_file: BlindIndexMap<i32>,
+    in_file: BlindIndexMap<FirstRow>,
+    /// Stricter registry results for contacts already sent to the writer.
+    /// They are sent after the last batch of contacts.
+    stricter_registry: BlindIndexMap<RegistryUpdate>,
     progress: Arc<Progress>,
     sender: mpsc::Sender<Batch>,
     ids: ContactIds,
@@ -261,6 +308,7 @@ impl Processor {
             keyring,
             existing,
             in_file: BlindIndexMap::default(),
+            stricter_registry: BlindIndexMap::default(),
             progress,
             sender,
             ids: ContactIds::new(),
@@ -348,6 +396,12 @@ impl Processor {
             self.progress.rows_processed.store(row, Ordering::Relaxed);
         }
         self.flush_contacts()?;
+        if !self.stricter_registry.is_empty() {
+            let updates = std::mem::take(&mut self.stricter_registry)
+                .into_values()
+                .collect();
+            self.send(Batch::StricterRegistry(updates))?;
+        }
         self.flush_side_batches()?;
         Ok(self.outcome)
     }
@@ -373,10 +427,25 @@ impl Processor {
 
         let index = self.keyring.phone_index_array(draft.number.e164.as_str());
         let key = blind_index_key(&index);
+        if let Some(first) = self.in_file.get(&key).copied() {
+            if let (Some(first_status), Some(status)) =
+                (first.registry_status, draft.registry_status)
+            {
+                if first_status != status {
+                    return self.keep_stricter_registry(
+                        (key, index),
+                        (first.row, first_status),
+                        &draft,
+                        (row, line),
+                        non_personal,
+                    );
+                }
+            }
+        }
         let duplicate_of = self
             .in_file
             .get(&key)
-            .map(|first| (*first, "this file"))
+            .map(|first| (first.row, "this file"))
             .or_else(|| {
                 self.existing
                     .get(&key)
@@ -394,7 +463,13 @@ impl Processor {
             return self.reject(row, line, &kept_values(non_personal, &[]));
         }
 
-        self.in_file.insert(key, row);
+        self.in_file.insert(
+            key,
+            FirstRow {
+                row,
+                registry_status: draft.registry_status,
+            },
+        );
         if !draft.warnings.is_empty() {
             self.outcome.counts.rows_with_warnings += 1;
         }
@@ -418,6 +493,67 @@ impl Processor {
             self.flush_contacts()?;
         }
         Ok(())
+    }
+
+    /// Rejects a row whose number is on an earlier row of the file with another
+    /// registry status. The contact of the earlier row keeps the stricter
+    /// status, with the checked time and evidence of the row it came from.
+    fn keep_stricter_registry(
+        &mut self,
+        (key, index): ([u8; 16], [u8; 32]),
+        (first_row, first_status): (i32, RegistryStatus),
+        draft: &ContactDraft,
+        (row, line): (i32, i32),
+        non_personal: &[Option<&str>; 13],
+    ) -> ApiResult<()> {
+        let resolved = draft
+            .registry_status
+            .map_or(first_status, |status| first_status.stricter(status));
+        self.add_issue(
+            "error",
+            row,
+            line,
+            "registry_status",
+            "conflicting_registry_status",
+            format!(
+                "the number duplicates row {} of this file, which has a different registry_status; the contact keeps the stricter status, {} (registered, then invalid, then not_registered)",
+                first_row,
+                resolved.as_str()
+            ),
+        )?;
+        if resolved != first_status {
+            self.in_file.insert(
+                key,
+                FirstRow {
+                    row: first_row,
+                    registry_status: Some(resolved),
+                },
+            );
+            // Pending contacts are in row order until a batch is sealed.
+            match self
+                .pending
+                .binary_search_by_key(&first_row, |pending| pending.row)
+            {
+                Ok(position) => {
+                    let pending = &mut self.pending[position].draft;
+                    pending.registry_status = Some(resolved);
+                    pending.registry_checked_at = draft.registry_checked_at;
+                    pending.registry_evidence = draft.registry_evidence.clone();
+                }
+                Err(_) => {
+                    self.stricter_registry.insert(
+                        key,
+                        RegistryUpdate {
+                            phone_index: index,
+                            status: resolved,
+                            checked_at: draft.registry_checked_at,
+                            evidence: draft.registry_evidence.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        self.reject(row, line, &kept_values(non_personal, &[]))
     }
 
     fn reject(&mut self, row: i32, line: i32, non_personal: &[Option<&str>; 13]) -> ApiResult<()> {

@@ -7,11 +7,17 @@ use encoding_rs::{Decoder, DecoderResult, UTF_16BE, UTF_16LE, UTF_8, WINDOWS_125
 
 use crate::problem::ApiError;
 
-/// Character sets a request may declare for a file without a byte order mark.
+/// Character set a request may declare for its file. UTF-8 and
+/// Windows-1252 apply to files without a byte order mark. The UTF-16 ones
+/// require a UTF-16 byte order mark that agrees with them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeclaredEncoding {
     Utf8,
     Windows1252,
+    /// `utf-16`: either byte order, given by the byte order mark.
+    Utf16,
+    Utf16Le,
+    Utf16Be,
 }
 
 impl DeclaredEncoding {
@@ -22,6 +28,9 @@ impl DeclaredEncoding {
             "windows-1252" | "cp1252" | "latin1" | "iso-8859-1" => {
                 Some(DeclaredEncoding::Windows1252)
             }
+            "utf-16" | "utf16" => Some(DeclaredEncoding::Utf16),
+            "utf-16le" | "utf16le" => Some(DeclaredEncoding::Utf16Le),
+            "utf-16be" | "utf16be" => Some(DeclaredEncoding::Utf16Be),
             _ => None,
         }
     }
@@ -30,8 +39,41 @@ impl DeclaredEncoding {
         match self {
             DeclaredEncoding::Utf8 => "utf-8",
             DeclaredEncoding::Windows1252 => "windows-1252",
+            DeclaredEncoding::Utf16 => "utf-16",
+            DeclaredEncoding::Utf16Le => "utf-16le",
+            DeclaredEncoding::Utf16Be => "utf-16be",
         }
     }
+
+    /// Returns whether a file with this byte order mark (`utf-8`,
+    /// `utf-16le`, `utf-16be` or `None`) may be read under this declaration.
+    /// A byte order mark wins over `utf-8` and `windows-1252`.
+    fn accepts_bom(self, bom: Option<&str>) -> bool {
+        match self {
+            DeclaredEncoding::Utf8 | DeclaredEncoding::Windows1252 => true,
+            DeclaredEncoding::Utf16 => matches!(bom, Some("utf-16le" | "utf-16be")),
+            DeclaredEncoding::Utf16Le => bom == Some("utf-16le"),
+            DeclaredEncoding::Utf16Be => bom == Some("utf-16be"),
+        }
+    }
+}
+
+/// Returns the `422 unsupported_encoding` for a file whose byte order mark
+/// (`bom`) disagrees with the declared character set.
+fn declared_bom_mismatch(declared: DeclaredEncoding, bom: Option<&str>) -> ApiError {
+    let found = match bom {
+        Some(bom) => format!("a {} byte order mark", bom.to_ascii_uppercase()),
+        None => "no byte order mark".to_owned(),
+    };
+    ApiError::unprocessable(
+        "unsupported_encoding",
+        format!(
+            "the request declares charset={} but the file has {found}; UTF-16 files need a byte order mark that matches the declaration, so declare the file's real encoding or save it again as UTF-16 with a byte order mark",
+            declared.as_str()
+        ),
+    )
+    .with("declared_encoding", declared.as_str())
+    .with("byte_order_mark", bom.unwrap_or("none"))
 }
 
 /// Raw upload bytes, pulled on a blocking thread.
@@ -79,7 +121,9 @@ enum Detected {
 }
 
 /// Decodes an upload to UTF-8 chunk by chunk. A UTF-8 or UTF-16 byte order
-/// mark wins; else the declared encoding; else UTF-8, which must be valid.
+/// mark wins over a declared `utf-8` or `windows-1252`; a declared UTF-16
+/// must agree with it. Without one, the declared encoding applies, else UTF-8,
+/// which must be valid.
 pub struct TextDecoder<S> {
     source: S,
     declared: Option<DeclaredEncoding>,
@@ -125,6 +169,21 @@ impl<S: ByteSource> TextDecoder<S> {
     fn sniff(&mut self) -> Result<(), ApiError> {
         while self.pending.len() < 3 && !self.source_done {
             self.pull()?;
+        }
+        let bom_name = if self.pending.starts_with(b"\xEF\xBB\xBF") {
+            Some("utf-8")
+        } else if self.pending.starts_with(b"\xFF\xFE") {
+            Some("utf-16le")
+        } else if self.pending.starts_with(b"\xFE\xFF") {
+            Some("utf-16be")
+        } else {
+            None
+        };
+        if let Some(declared) = self.declared {
+            // An empty file is reported as empty whatever it declares.
+            if !self.pending.is_empty() && !declared.accepts_bom(bom_name) {
+                return Err(declared_bom_mismatch(declared, bom_name));
+            }
         }
         let (detected, bom) = if self.pending.starts_with(b"\xEF\xBB\xBF") {
             (
@@ -779,6 +838,82 @@ mod tests {
             .collect();
         let error = records(&bytes, 7).expect_err("UTF-16 without a BOM");
         assert_eq!(error.code, "unsupported_encoding");
+    }
+
+    fn utf16_bytes(text: &str, bom: &[u8], little_endian: bool) -> Vec<u8> {
+        let units = text.encode_utf16().flat_map(|unit| {
+            if little_endian {
+                unit.to_le_bytes()
+            } else {
+                unit.to_be_bytes()
+            }
+        });
+        bom.iter().copied().chain(units).collect()
+    }
+
+    #[test]
+    fn declared_utf16_matching_bom_decodes() {
+        let text = "to_number,contact_ref\r\n0491 570 006,Zoë\r\n";
+        let cases = [
+            (DeclaredEncoding::Utf16, &b"\xFF\xFE"[..], true),
+            (DeclaredEncoding::Utf16, &b"\xFE\xFF"[..], false),
+            (DeclaredEncoding::Utf16Le, &b"\xFF\xFE"[..], true),
+            (DeclaredEncoding::Utf16Be, &b"\xFE\xFF"[..], false),
+        ];
+        for (declared, bom, little_endian) in cases {
+            let bytes = utf16_bytes(text, bom, little_endian);
+            let decoded = decode_all(&bytes, Some(declared))
+                .unwrap_or_else(|error| panic!("{declared:?}: {}", error.detail));
+            assert_eq!(decoded, text, "{declared:?}");
+        }
+    }
+
+    #[test]
+    fn declared_utf16_other_bom_rejected() {
+        let text = "to_number\r\n0491 570 006\r\n";
+        let cases = [
+            (
+                DeclaredEncoding::Utf16Le,
+                utf16_bytes(text, b"\xFE\xFF", false),
+                "utf-16be",
+            ),
+            (
+                DeclaredEncoding::Utf16Be,
+                utf16_bytes(text, b"\xFF\xFE", true),
+                "utf-16le",
+            ),
+            (
+                DeclaredEncoding::Utf16,
+                utf16_bytes(text, b"", true),
+                "none",
+            ),
+            (
+                DeclaredEncoding::Utf16Le,
+                utf16_bytes(text, b"", true),
+                "none",
+            ),
+            (
+                DeclaredEncoding::Utf16,
+                format!("\u{feff}{text}").into_bytes(),
+                "utf-8",
+            ),
+            (DeclaredEncoding::Utf16Be, text.as_bytes().to_vec(), "none"),
+        ];
+        for (declared, bytes, bom) in cases {
+            let error = decode_all(&bytes, Some(declared)).expect_err("mismatch");
+            assert_eq!(
+                error.code, "unsupported_encoding",
+                "{declared:?} with {bom}"
+            );
+            assert_eq!(error.extensions["declared_encoding"], declared.as_str());
+            assert_eq!(error.extensions["byte_order_mark"], bom, "{declared:?}");
+        }
+    }
+
+    #[test]
+    fn declared_utf16_empty_file_is_empty() {
+        let decoded = decode_all(b"", Some(DeclaredEncoding::Utf16)).expect("empty");
+        assert_eq!(decoded, "");
     }
 
     #[test]

@@ -68,17 +68,6 @@ impl WashBatch {
     }
 }
 
-/// Ranks a result by how strict it is for compliance. When a file lists a number twice
-/// with different results the stricter one is kept: only `not_registered`
-/// clears a call, and a number registered anywhere in the file is registered.
-fn strictness(status: RegistryStatus) -> u8 {
-    match status {
-        RegistryStatus::NotRegistered => 0,
-        RegistryStatus::Invalid => 1,
-        RegistryStatus::Registered => 2,
-    }
-}
-
 fn count_slot(status: RegistryStatus) -> usize {
     match status {
         RegistryStatus::Registered => 0,
@@ -160,7 +149,7 @@ fn row_error(row: i32, line: i32, column: &str, code: &str, message: String) -> 
 /// Reads `number,result` rows into batches of blind indexes and statuses. A
 /// number that appears twice counts once. When its results differ, the later
 /// row gets a `conflicting_wash_result` issue naming the first row, and the
-/// stricter result is applied (see [`strictness`]).
+/// stricter result is applied (see [`RegistryStatus::strictness`]).
 fn read_wash<S: ByteSource>(
     source: S,
     declared: Option<DeclaredEncoding>,
@@ -258,11 +247,7 @@ fn read_wash<S: ByteSource>(
             if status == placed.status {
                 continue;
             }
-            let resolved = if strictness(status) > strictness(placed.status) {
-                status
-            } else {
-                placed.status
-            };
+            let resolved = placed.status.stricter(status);
             outcome.rows_conflicting += 1;
             if outcome.errors.len() < INLINE_ISSUES {
                 outcome.errors.push(row_error(

@@ -268,6 +268,36 @@ pub async fn apply_wash(
     Ok(result.rows_affected())
 }
 
+/// Applies registry results from later rows of a contact file to contacts of
+/// the same import, by blind index. The source stays `contact_file`. Returns
+/// how many contacts changed.
+pub async fn apply_file_registry_results(
+    executor: impl PgExecutor<'_>,
+    campaign_id: Uuid,
+    import_id: Uuid,
+    indexes: &[Vec<u8>],
+    statuses: &[&str],
+    checked_at: &[Option<DateTime<Utc>>],
+    evidence: &[Option<String>],
+) -> sqlx::Result<u64> {
+    let result = sqlx::query(
+        "UPDATE contacts c SET registry_status = u.status, registry_checked_at = u.checked_at,
+                registry_evidence = u.evidence, updated_at = now()
+           FROM UNNEST($3::bytea[], $4::text[], $5::timestamptz[], $6::text[])
+                AS u(phone_index, status, checked_at, evidence)
+          WHERE c.campaign_id = $1 AND c.import_id = $2 AND c.phone_index = u.phone_index",
+    )
+    .bind(campaign_id)
+    .bind(import_id)
+    .bind(indexes)
+    .bind(statuses)
+    .bind(checked_at)
+    .bind(evidence)
+    .execute(executor)
+    .await?;
+    Ok(result.rows_affected())
+}
+
 /// Counts of contacts by one column, for reports.
 pub async fn count_by(
     executor: impl PgExecutor<'_>,

@@ -50,7 +50,8 @@ pub struct ImportQuery {
     #[serde(default)]
     pub drop_unknown_columns: bool,
     /// `windows-1252` for files without a byte order mark saved in that code
-    /// page (also read from the Content-Type charset).
+    /// page, or `utf-16`, `utf-16le` or `utf-16be` for UTF-16 files, whose
+    /// byte order mark must agree (also read from the Content-Type charset).
     pub encoding: Option<String>,
 }
 
@@ -222,7 +223,7 @@ fn declared_encoding(
         Some(name) => DeclaredEncoding::parse(&name).map(Some).ok_or_else(|| {
             ApiError::unprocessable(
                 "unsupported_encoding",
-                "supported encodings are utf-8 and windows-1252 (UTF-16 needs a byte order mark)",
+                "supported encodings are utf-8, windows-1252 and utf-16 (also utf-16le and utf-16be), which needs a byte order mark",
             )
         }),
     }
@@ -321,7 +322,10 @@ async fn discard_body(payload: &mut web::Payload, start: Bytes, max_bytes: usize
 /// Valid rows are added atomically; invalid rows are reported with their row,
 /// line, column and a stable code, and never echo a number or personalisation
 /// value. A number already in the campaign, in any format, is a
-/// `duplicate_to_number`. Allowed in `draft` and `paused`.
+/// `duplicate_to_number`. A number repeated in the file with another
+/// `registry_status` is rejected as `conflicting_registry_status`, and the
+/// contact keeps the stricter status (registered, then invalid, then
+/// not_registered). Allowed in `draft` and `paused`.
 ///
 /// A body larger than the job threshold (8 MiB unless the server is
 /// configured otherwise) is answered `202` once received and imported in the

@@ -97,7 +97,7 @@ pub async fn existing_indexes(
     .bind(campaign_id)
     .fetch(connection);
     while let Some((index, row)) = rows.try_next().await? {
-        // A stored index is the map key: the first 16 bytes of the HMAC.
+        // Each stored index is the first 16 bytes of the HMAC, which is also the map key.
         indexes.insert(index.into_bytes(), row);
     }
     Ok(indexes)

@@ -172,7 +172,7 @@ impl Keyring {
         mac.finalize().into_bytes().to_vec()
     }
 
-    /// The stored blind index of an E.164 number ([`stored_index`]).
+    /// Computes the stored blind index of an E.164 number ([`stored_index`]).
     pub fn phone_index(&self, e164: &str) -> Uuid {
         stored_index(&self.phone_index_array(e164))
     }
@@ -200,8 +200,8 @@ pub fn blind_index_key(index: &[u8; 32]) -> [u8; 16] {
     key
 }
 
-/// The stored form of a blind index: its first 16 bytes ([`blind_index_key`])
-/// as a `uuid`, which PostgreSQL compares as fixed-size bytes.
+/// Converts a blind index to its stored form, the first 16 bytes
+/// ([`blind_index_key`]) as a `uuid`, which PostgreSQL compares as fixed-size bytes.
 pub fn stored_index(index: &[u8; 32]) -> Uuid {
     Uuid::from_bytes(blind_index_key(index))
 }

@@ -1071,7 +1071,7 @@ async fn contact_with_unknown_parent_rejected() {
             "INSERT INTO contacts (id, campaign_id, client_id, import_id, row_number, key_id, phone_ciphertext,
                                    phone_index, phone_masked, number_type, zone_source, zone_key, priority,
                                    max_attempts)
-             VALUES (gen_random_uuid(), $1::uuid, $2::uuid, $3::uuid, 99, 'test1', '\\x00', '\\x01',
+             VALUES (gen_random_uuid(), $1::uuid, $2::uuid, $3::uuid, 99, 'test1', '\\x00', '00000000-0000-0000-0000-000000000001',
                      '+61 ******999', 'mobile', 'number', 'AU', 5, 3)",
         )
         .bind(campaign_id)

@@ -12,7 +12,7 @@ use outbound_domain::contact_row::normalise_header;
 use outbound_domain::evidence::RegistryStatus;
 use outbound_domain::phone::{normalise, NumberPolicy};
 use outbound_persistence::contacts;
-use outbound_persistence::crypto::{blind_index_key, BlindIndexHasher, Keyring};
+use outbound_persistence::crypto::{blind_index_key, stored_index, BlindIndexHasher, Keyring};
 use outbound_persistence::imports::IssueRecord;
 use sqlx::PgConnection;
 use tokio::sync::mpsc;
@@ -51,7 +51,7 @@ pub struct WashOutcome {
 }
 
 struct WashBatch {
-    indexes: Vec<Vec<u8>>,
+    indexes: Vec<Uuid>,
     statuses: Vec<&'static str>,
     /// Whether the contacts it updates count as matched. A batch of stricter
     /// results for numbers already sent updates contacts counted before.
@@ -302,7 +302,7 @@ fn read_wash<S: ByteSource>(
         );
         outcome.counts[count_slot(status)] += 1;
         outcome.valid_numbers += 1;
-        batch.indexes.push(index.to_vec());
+        batch.indexes.push(stored_index(&index));
         batch.statuses.push(status.as_str());
         if batch.indexes.len() >= WASH_BATCH_ROWS {
             send(std::mem::replace(&mut batch, WashBatch::new(true)))?;

@@ -237,7 +237,7 @@ pub struct AttemptWithContact {
     pub contact_id: Uuid,
     pub state: String,
     pub client_id: Uuid,
-    pub phone_index: Vec<u8>,
+    pub phone_index: Uuid,
     pub attempts_made: i32,
     pub max_attempts: i32,
     pub retry_policy: sqlx::types::Json<outbound_domain::retry::RetryPolicy>,

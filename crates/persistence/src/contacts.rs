@@ -10,7 +10,7 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::bulk::CopyBuffer;
-use crate::crypto::{blind_index_key, BlindIndexMap};
+use crate::crypto::{stored_index, BlindIndexMap};
 
 /// A contact ready to insert: its number and personalisation already sealed.
 #[derive(Debug, Clone)]
@@ -65,7 +65,7 @@ pub fn encode_contact(buffer: &mut CopyBuffer, parents: &ContactParents<'_>, con
     buffer.text(parents.key_id);
     buffer.int4(contact.row_number);
     buffer.bytea(&contact.phone_ciphertext);
-    buffer.bytea(&contact.phone_index);
+    buffer.uuid(stored_index(&contact.phone_index));
     buffer.text(&contact.phone_masked);
     buffer.text(contact.number_type);
     buffer.opt_bytea(contact.personalisation_ciphertext.as_deref());
@@ -91,16 +91,14 @@ pub async fn existing_indexes(
     campaign_id: Uuid,
 ) -> sqlx::Result<BlindIndexMap<i32>> {
     let mut indexes = BlindIndexMap::default();
-    let mut rows = sqlx::query_as::<_, (Vec<u8>, i32)>(
+    let mut rows = sqlx::query_as::<_, (Uuid, i32)>(
         "SELECT phone_index, row_number FROM contacts WHERE campaign_id = $1",
     )
     .bind(campaign_id)
     .fetch(connection);
     while let Some((index, row)) = rows.try_next().await? {
-        // Every stored index is an HMAC-SHA256 output, so 32 bytes long.
-        if let Ok(index) = <[u8; 32]>::try_from(index.as_slice()) {
-            indexes.insert(blind_index_key(&index), row);
-        }
+        // Each stored index is the first 16 bytes of the HMAC, which is also the map key.
+        indexes.insert(index.into_bytes(), row);
     }
     Ok(indexes)
 }
@@ -247,7 +245,7 @@ pub async fn exclude(
 pub async fn apply_wash(
     executor: impl PgExecutor<'_>,
     campaign_id: Uuid,
-    indexes: &[Vec<u8>],
+    indexes: &[Uuid],
     statuses: &[&str],
     received_at: DateTime<Utc>,
     reference: &str,
@@ -255,7 +253,7 @@ pub async fn apply_wash(
     let result = sqlx::query(
         "UPDATE contacts c SET registry_status = u.status, registry_checked_at = $3, registry_evidence = $4,
                 registry_source = 'wash_file', updated_at = now()
-           FROM UNNEST($2::bytea[], $5::text[]) AS u(phone_index, status)
+           FROM UNNEST($2::uuid[], $5::text[]) AS u(phone_index, status)
           WHERE c.campaign_id = $1 AND c.phone_index = u.phone_index",
     )
     .bind(campaign_id)
@@ -319,7 +317,7 @@ pub async fn count_by(
 pub async fn suppress(
     executor: impl PgExecutor<'_>,
     client_id: Uuid,
-    phone_index: &[u8],
+    phone_index: Uuid,
     source: &str,
     attempt_id: Option<Uuid>,
 ) -> sqlx::Result<()> {

@@ -15,6 +15,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
+use uuid::Uuid;
 use zeroize::Zeroizing;
 
 const NONCE_LEN: usize = 12;
@@ -23,7 +24,7 @@ const NONCE_LEN: usize = 12;
 #[derive(Debug, Clone, Copy)]
 pub struct Binding<'a> {
     pub table: &'a str,
-    pub row_id: uuid::Uuid,
+    pub row_id: Uuid,
     pub column: &'a str,
 }
 
@@ -171,9 +172,9 @@ impl Keyring {
         mac.finalize().into_bytes().to_vec()
     }
 
-    /// The blind index of an E.164 number.
-    pub fn phone_index(&self, e164: &str) -> Vec<u8> {
-        self.phone_index_array(e164).to_vec()
+    /// Computes the stored blind index of an E.164 number ([`stored_index`]).
+    pub fn phone_index(&self, e164: &str) -> Uuid {
+        stored_index(&self.phone_index_array(e164))
     }
 
     /// The blind index of an E.164 number as an array, for [`BlindIndexMap`] keys.
@@ -197,6 +198,12 @@ pub fn blind_index_key(index: &[u8; 32]) -> [u8; 16] {
     let mut key = [0u8; 16];
     key.copy_from_slice(&index[..16]);
     key
+}
+
+/// Converts a blind index to its stored form, the first 16 bytes
+/// ([`blind_index_key`]) as a `uuid`, which PostgreSQL compares as fixed-size bytes.
+pub fn stored_index(index: &[u8; 32]) -> Uuid {
+    Uuid::from_bytes(blind_index_key(index))
 }
 
 /// Hashes a blind index by its first 8 bytes. An HMAC-SHA256 output is
@@ -360,8 +367,8 @@ mod tests {
     fn blind_index_array_matches_vector() {
         let keys = keyring();
         assert_eq!(
-            keys.phone_index_array("+61491570006").to_vec(),
-            keys.phone_index("+61491570006")
+            keys.phone_index_array("+61491570006")[..16],
+            keys.phone_index("+61491570006").as_bytes()[..]
         );
         let key = |e164: &str| blind_index_key(&keys.phone_index_array(e164));
         let mut map = BlindIndexMap::default();

@@ -25,7 +25,7 @@ const COLUMNS: &str = "id, client_id, phone_masked, source, reason, created_by, 
 pub async fn add(
     executor: impl PgExecutor<'_>,
     client_id: Uuid,
-    phone_index: &[u8],
+    phone_index: Uuid,
     phone_masked: &str,
     reason: Option<&str>,
     created_by: &str,

@@ -6,6 +6,7 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use outbound_domain::phone::{normalise, NumberPolicy};
 use outbound_persistence::audit::{self, AuditEntry};
+use outbound_persistence::crypto::stored_index;
 use outbound_persistence::suppressions::{self, Suppression};
 use outbound_persistence::tenancy::Scope;
 use serde::{Deserialize, Serialize};
@@ -144,16 +145,22 @@ pub async fn add_suppression(
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .map(|r| r.chars().take(500).collect::<String>());
-    let index = state.keyring.phone_index(number.e164.as_str());
-    // The fingerprint uses the blind index, so the stored replay record contains no number.
-    let fingerprint = [index.as_slice(), reason.as_deref().unwrap_or("").as_bytes()].concat();
+    let full_index = state.keyring.phone_index_array(number.e164.as_str());
+    let index = stored_index(&full_index);
+    // The fingerprint uses the whole blind index, so the stored replay record
+    // contains no number.
+    let fingerprint = [
+        full_index.as_slice(),
+        reason.as_deref().unwrap_or("").as_bytes(),
+    ]
+    .concat();
     idempotent(&state, &request, scope.partner_id, &fingerprint, async {
         let mut transaction = state.pool.begin().await?;
         let actor = principal.actor();
         let entry = suppressions::add(
             &mut *transaction,
             client,
-            &index,
+            index,
             &number.e164.masked(),
             reason.as_deref(),
             &actor,

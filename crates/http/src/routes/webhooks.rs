@@ -196,7 +196,7 @@ async fn record_event_locked(
             contacts::suppress(
                 &mut *transaction,
                 attempt.client_id,
-                &attempt.phone_index,
+                attempt.phone_index,
                 "opt_out",
                 Some(attempt.id),
             )

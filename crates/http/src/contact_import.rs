@@ -18,7 +18,9 @@ use outbound_domain::zone::{stored_zone_key, ZoneGroup};
 use outbound_persistence::bulk::{self, CopyBuffer};
 use outbound_persistence::campaigns::Campaign;
 use outbound_persistence::contacts::{self, ContactParents, NewContact};
-use outbound_persistence::crypto::{blind_index_key, Binding, BlindIndexMap, Keyring};
+use outbound_persistence::crypto::{
+    blind_index_key, stored_index, Binding, BlindIndexMap, Keyring,
+};
 use outbound_persistence::imports::{self, ImportCounts, IssueRecord, REJECTED_ROW_COLUMNS};
 use rand::RngCore;
 use sqlx::PgConnection;
@@ -152,9 +154,9 @@ async fn write_batch(
         Batch::Issues(payload) => (imports::ISSUES_COPY, payload),
         Batch::RejectedRows(payload) => (imports::REJECTED_ROWS_COPY, payload),
         Batch::StricterRegistry(updates) => {
-            let indexes: Vec<Vec<u8>> = updates
+            let indexes: Vec<Uuid> = updates
                 .iter()
-                .map(|update| update.phone_index.to_vec())
+                .map(|update| stored_index(&update.phone_index))
                 .collect();
             let statuses: Vec<&str> = updates
                 .iter()

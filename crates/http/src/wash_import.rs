@@ -279,7 +279,7 @@ fn read_wash<S: ByteSource>(
                 updated.stricter = true;
                 updated.batch = stricter_no;
                 updated.position = stricter.indexes.len();
-                stricter.indexes.push(index.to_vec());
+                stricter.indexes.push(stored_index(&index));
                 stricter.statuses.push(resolved.as_str());
             }
             seen.insert(key, updated);

@@ -273,7 +273,7 @@ pub async fn apply_file_registry_results(
     executor: impl PgExecutor<'_>,
     campaign_id: Uuid,
     import_id: Uuid,
-    indexes: &[Vec<u8>],
+    indexes: &[Uuid],
     statuses: &[&str],
     checked_at: &[Option<DateTime<Utc>>],
     evidence: &[Option<String>],
@@ -281,7 +281,7 @@ pub async fn apply_file_registry_results(
     let result = sqlx::query(
         "UPDATE contacts c SET registry_status = u.status, registry_checked_at = u.checked_at,
                 registry_evidence = u.evidence, updated_at = now()
-           FROM UNNEST($3::bytea[], $4::text[], $5::timestamptz[], $6::text[])
+           FROM UNNEST($3::uuid[], $4::text[], $5::timestamptz[], $6::text[])
                 AS u(phone_index, status, checked_at, evidence)
           WHERE c.campaign_id = $1 AND c.import_id = $2 AND c.phone_index = u.phone_index",
     )

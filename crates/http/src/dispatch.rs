@@ -3,14 +3,16 @@
 //! platform.
 //!
 //! Claim and hand-over are two transactions. The first locks the campaign row
-//! `FOR UPDATE`, counts open attempts against capacity, claims contacts with
-//! `SKIP LOCKED` and commits each new attempt as `handing_over`. The second
-//! holds the row `FOR SHARE` while posting the call requests, so a pause or
-//! cancel (which takes `FOR UPDATE`) waits for posts in flight and none start
-//! after it returns. An attempt whose hand-over or result is lost stays open
-//! and keeps its slot, because the call may be in progress. It becomes
-//! `unknown` after the result timeout and counts against the contact, and it
-//! is never redialed at once.
+//! `FOR NO KEY UPDATE`, counts open attempts against capacity, claims contacts
+//! with `SKIP LOCKED` and commits each new attempt as `handing_over`. The
+//! second holds the row `FOR SHARE` while posting the call requests, so a
+//! pause or cancel (which takes `FOR UPDATE`) waits for posts in flight and
+//! none start after it returns. Recording a result holds the row
+//! `FOR KEY SHARE`, which waits for a pause or cancel but not for a claim.
+//! An attempt whose hand-over or result is lost stays open and keeps its
+//! slot, because the call may be in progress. It becomes `unknown` after the
+//! result timeout and counts against the contact, and it is never redialed
+//! at once.
 //!
 //! A round that did work is followed by the next one at once. When a campaign
 //! is at capacity, the loop waits until an eighth of its slots are free (or

@@ -280,16 +280,18 @@ pub async fn read_attempts(
     .await
 }
 
-/// Locks the campaign row of an attempt `FOR SHARE`, before the attempt and
-/// its contact are locked. A cancel takes the row `FOR UPDATE`, so the
-/// campaign state read while this lock is held stays true until commit: a
-/// result recorded at the moment of a cancel never requeues the contact of a
-/// cancelled campaign. Taken first, so a cancel that waits for a pending
+/// Locks the campaign row of an attempt `FOR KEY SHARE`, before the attempt
+/// and its contact are locked. A pause or cancel takes the row `FOR UPDATE`,
+/// which conflicts with this lock. So the campaign state read while it is
+/// held stays true until commit, and a result recorded during a cancel never
+/// requeues the contact of a cancelled campaign. A claim takes the row
+/// `FOR NO KEY UPDATE`, which does not conflict, so results and claims do not
+/// wait for each other. Taken first, so a cancel that waits for a pending
 /// contact locked here never waits in a cycle.
 async fn share_campaign_of(connection: &mut PgConnection, attempt_id: Uuid) -> sqlx::Result<()> {
     sqlx::query(
         "SELECT 1 FROM campaigns k WHERE k.id = (SELECT a.campaign_id FROM attempts a WHERE a.id = $1)
-           FOR SHARE OF k",
+           FOR KEY SHARE OF k",
     )
     .bind(attempt_id)
     .execute(connection)
@@ -298,7 +300,7 @@ async fn share_campaign_of(connection: &mut PgConnection, attempt_id: Uuid) -> s
 }
 
 /// Locks an attempt and its contact for an update, and its campaign row
-/// `FOR SHARE`.
+/// `FOR KEY SHARE`.
 pub async fn lock_attempt(
     connection: &mut PgConnection,
     attempt_id: Uuid,
@@ -320,9 +322,9 @@ pub struct EventTarget {
 }
 
 /// Records a webhook event id and locks its attempt and contact, in one
-/// statement, after locking its campaign row `FOR SHARE`. Returns `None` when
-/// the attempt does not exist. The caller must roll back on `None`, or the event
-/// id stays recorded.
+/// statement, after locking its campaign row `FOR KEY SHARE`. Returns `None`
+/// when the attempt does not exist. The caller must roll back on `None`, or
+/// the event id stays recorded.
 pub async fn lock_attempt_for_event(
     connection: &mut PgConnection,
     attempt_id: Uuid,
@@ -458,8 +460,9 @@ pub struct EndedEvent<'a> {
 /// applied only while its attempt's state, and its contact's `dialing` state
 /// and attempt count, and its campaign's state, are still those read:
 /// otherwise it changes nothing and reads [`EventRecording::Changed`], and the
-/// caller must take the locking path. The campaign row is held `FOR SHARE`,
-/// so a cancel either waits for this statement's commit or is seen by it.
+/// caller must take the locking path. The campaign row is held
+/// `FOR KEY SHARE`, so a cancel either waits for this statement's commit or
+/// is seen by it, while claims go on beside it.
 /// Each attempt and each event id may appear once.
 pub async fn record_ended_all(
     executor: impl PgExecutor<'_>,
@@ -487,7 +490,7 @@ pub async fn record_ended_all(
                -- A late result of an earlier attempt marks the contact so
                -- this statement leaves it to the locking path.
                AND c.final_reason IS NULL
-             ORDER BY i.attempt_id FOR UPDATE OF a, c FOR SHARE OF k
+             ORDER BY i.attempt_id FOR UPDATE OF a, c FOR KEY SHARE OF k
          ), recorded AS (
             INSERT INTO webhook_events (event_id, attempt_id, event_type)
             SELECT event_id, attempt_id, 'ended' FROM target

@@ -208,13 +208,21 @@ pub async fn find_for_update(
         .await
 }
 
-/// Locks a campaign by id alone, for the dispatcher (which has no caller scope).
+/// Locks a campaign by id alone, for the dispatcher (which has no caller
+/// scope): `FOR SHARE` for a hand-over, `FOR NO KEY UPDATE` for a claim.
+/// Claims exclude each other, hand-overs and [`find_for_update`]. They do
+/// not exclude results, which hold the row `FOR KEY SHARE` only against a
+/// pause or cancel.
 pub async fn lock_by_id(
     connection: &mut PgConnection,
     id: Uuid,
     shared: bool,
 ) -> sqlx::Result<Option<Campaign>> {
-    let mode = if shared { "FOR SHARE" } else { "FOR UPDATE" };
+    let mode = if shared {
+        "FOR SHARE"
+    } else {
+        "FOR NO KEY UPDATE"
+    };
     let query = format!("SELECT {COLUMNS} FROM campaigns WHERE id = $1 {mode}");
     sqlx::query_as(&query)
         .bind(id)

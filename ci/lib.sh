@@ -6,22 +6,26 @@
 # server, drops the database and removes CI_WORK_DIR.
 
 CI_REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OUTBOUND_BIN="$CI_REPO_ROOT/target/debug/outbound"
-CI_VENV="$CI_REPO_ROOT/target/ci-venv"
+# Cargo's output folder: CARGO_TARGET_DIR when set (relative to the
+# repository, where the checks run cargo), else target/.
+CI_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+[[ "$CI_TARGET_DIR" = /* ]] || CI_TARGET_DIR="$CI_REPO_ROOT/$CI_TARGET_DIR"
+OUTBOUND_BIN="$CI_TARGET_DIR/debug/outbound"
+CI_VENV="$CI_TARGET_DIR/ci-venv"
 
 CI_DATABASE_NAME=""
 CI_WORK_DIR=""
 OUTBOUND_SERVER_PID=""
 
-# Build target/debug/outbound unless `cargo test --workspace` already has.
+# Build the outbound binary unless `cargo test --workspace` already has.
 ensure_outbound_binary() {
   if [[ ! -x "$OUTBOUND_BIN" ]]; then
-    echo "target/debug/outbound is missing; building it"
+    echo "$OUTBOUND_BIN is missing; building it"
     (cd "$CI_REPO_ROOT" && cargo build -p outbound --quiet)
   fi
 }
 
-# Create the virtualenv target/ci-venv when missing and install the pinned
+# Create the virtualenv ci-venv in the target folder when missing and install the pinned
 # requirements given as arguments (for example `schemathesis==4.32.5`).
 ensure_ci_venv() {
   if [[ ! -x "$CI_VENV/bin/python" ]]; then

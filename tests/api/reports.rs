@@ -143,3 +143,66 @@ async fn health_readiness_and_metrics() {
     assert!(request_id.is_some(), "every response carries a request id");
     app.finish().await;
 }
+
+/// A pending contact waiting for a retry shows, in the contacts list and the
+/// export, a next eligible time no earlier than its scheduled retry.
+#[tokio::test]
+async fn retry_wait_sets_next_eligible_time() {
+    let app = TestApp::spawn().await;
+    let campaign = app.create_campaign(serde_json::json!({})).await;
+    let checked_on = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Australia::Sydney)
+        .date_naive();
+    let csv = format!(
+        "to_number,registry_status,registry_checked_at,registry_evidence\n0491 570 006,not_registered,{checked_on},WASH-TEST-1\n"
+    );
+    let (status, import) = app.import_csv(&campaign, &csv).await;
+    assert_eq!(status, 201, "{import}");
+    let retry_at = chrono::Utc::now() + chrono::Duration::days(10);
+    sqlx::query("UPDATE contacts SET next_attempt_at = $1")
+        .bind(retry_at)
+        .execute(&app.pool)
+        .await
+        .expect("schedule a retry");
+
+    let (status, page) = app
+        .get(&format!("/v1/campaigns/{campaign}/contacts"), &app.admin())
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let contact = &page["items"][0];
+    let parse = |value: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(value.as_str().expect("a time"))
+            .expect("RFC 3339")
+            .with_timezone(&chrono::Utc)
+    };
+    let listed = parse(&contact["next_eligible_at"]);
+    assert!(
+        listed >= retry_at,
+        "listed {listed} before the retry {retry_at}"
+    );
+
+    let text = app
+        .http
+        .get(app.url(&format!("/v1/campaigns/{campaign}/contacts.csv")))
+        .bearer_auth(app.admin())
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let column = reader
+        .headers()
+        .expect("header row")
+        .iter()
+        .position(|h| h == "next_eligible_at")
+        .expect("next_eligible_at column");
+    let row = reader.records().next().expect("one row").expect("record");
+    let exported = parse(&serde_json::Value::from(&row[column]));
+    assert!(
+        exported >= retry_at,
+        "exported {exported} before the retry {retry_at}"
+    );
+    app.finish().await;
+}

@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use actix_web::{get, web};
 use chrono::{DateTime, Utc};
 use outbound_domain::campaign::CampaignState;
+use outbound_domain::eligibility::Decision;
 use outbound_domain::validation::CheckStatus;
 use outbound_persistence::attempts::{self, AttemptRecord};
 use outbound_persistence::audit::{self, AuditRecord};
-use outbound_persistence::campaigns;
+use outbound_persistence::campaigns::{self, Campaign};
 use outbound_persistence::contacts::{self, ContactRecord};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -330,7 +331,8 @@ pub async fn list_contacts(
     let items = rows
         .iter()
         .map(|record| {
-            let decision = (record.state == "pending").then(|| decide(&campaign, record, now));
+            let decision =
+                (record.state == "pending").then(|| pending_schedule(&campaign, record, now));
             ContactView {
                 contact_id: record.id,
                 row: record.row_number,
@@ -530,7 +532,8 @@ pub async fn export_contacts(
     let write_error = |e: csv::Error| ApiError::internal(&e);
     writer.write_record(EXPORT_COLUMNS).map_err(write_error)?;
     for record in &records {
-        let decision = (record.state == "pending").then(|| decide(&campaign, record, now));
+        let decision =
+            (record.state == "pending").then(|| pending_schedule(&campaign, record, now));
         let optional_time =
             |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
         let cells = [
@@ -611,6 +614,21 @@ pub async fn campaign_timeline(
         })
         .collect();
     Ok(web::Json(Timeline { items }))
+}
+
+/// Why a pending contact is not called now and when it next may be: the
+/// block is the rules' answer at `now`, and the instant is the first one the
+/// rules allow from its scheduled retry on, so a contact waiting for a retry
+/// never shows an earlier time than the dispatcher will use.
+fn pending_schedule(campaign: &Campaign, record: &ContactRecord, now: DateTime<Utc>) -> Decision {
+    let current = decide(campaign, record, now);
+    match record.next_attempt_at.filter(|at| *at > now) {
+        Some(retry_at) => Decision {
+            next_eligible_at: decide(campaign, record, retry_at).next_eligible_at,
+            ..current
+        },
+        None => current,
+    }
 }
 
 #[cfg(test)]

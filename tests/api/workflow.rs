@@ -597,6 +597,11 @@ async fn run_full_workflow() -> Workflow {
     responses.push(("launch".to_owned(), launched.to_string()));
 
     let report = wait_for_state(&app, &campaign, "completed", COMPLETION_WAIT).await;
+    assert_eq!(
+        report["validation"]["checked"], false,
+        "validation no longer applies to a completed campaign: {}",
+        report["validation"]
+    );
     responses.push(("report".to_owned(), report.to_string()));
     let contacts = contacts(&app, &campaign).await;
     responses.push((

@@ -33,6 +33,9 @@ pub struct TimelineEntry {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ValidationSummary {
+    /// False for a completed or cancelled campaign, which validation no
+    /// longer applies to; `ready` is then false and the lists are empty.
+    pub checked: bool,
     pub ready: bool,
     /// Names of checks that are blockers now.
     pub blockers: Vec<String>,
@@ -134,12 +137,14 @@ pub async fn campaign_report(
                 .collect::<Vec<_>>()
         };
         ValidationSummary {
+            checked: true,
             ready: report.ready,
             blockers: names(CheckStatus::Blocker),
             warnings: names(CheckStatus::Warning),
         }
     } else {
         ValidationSummary {
+            checked: false,
             ready: false,
             blockers: Vec::new(),
             warnings: Vec::new(),

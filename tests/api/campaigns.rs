@@ -248,3 +248,44 @@ async fn campaign_list_pages_with_cursor() {
     assert_eq!(problem["code"], "invalid_limit");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn json_body_without_json_content_type_is_415() {
+    let app = TestApp::spawn().await;
+    let body = crate::support::valid_campaign(app.tenant.project).to_string();
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut request = app
+            .http
+            .post(app.url("/v1/campaigns"))
+            .bearer_auth(app.admin())
+            .body(body.clone());
+        if let Some(content_type) = content_type {
+            request = request.header("Content-Type", content_type);
+        }
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), 415, "{content_type:?} is a 415");
+        let problem: serde_json::Value = response.json().await.expect("problem body");
+        assert_eq!(problem["code"], "unsupported_media_type", "{problem}");
+        let detail = problem["detail"].as_str().unwrap_or("");
+        assert!(
+            detail.contains("application/json"),
+            "the detail names application/json: {detail}"
+        );
+    }
+    // A malformed JSON body with the right Content-Type is still a 400.
+    let response = app
+        .http
+        .post(app.url("/v1/campaigns"))
+        .bearer_auth(app.admin())
+        .header("Content-Type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 400, "malformed JSON stays 400");
+    app.finish().await;
+}

@@ -2868,3 +2868,141 @@ async fn wash_unmatched_number_never_stored() {
     }
     app.finish().await;
 }
+
+// ---------------------------------------------------------------------------
+// Content-Type of uploads
+// ---------------------------------------------------------------------------
+
+/// Asserts a 415 whose detail asks for the raw file as text/csv.
+fn assert_unsupported_media_type(reply: &Reply, label: &str) {
+    assert_problem(reply, 415, "unsupported_media_type");
+    let detail = reply.body["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("Content-Type: text/csv") && detail.contains("multipart"),
+        "{label}: the detail says to send the raw file as text/csv: {detail}"
+    );
+}
+
+#[tokio::test]
+async fn import_rejects_non_csv_content_type_with_415() {
+    let (app, campaign) = setup(json!({})).await;
+    let path = format!("/v1/campaigns/{campaign}/imports");
+    let csv = "to_number,contact_ref\n0491 570 006,A-1\n";
+    let multipart = format!(
+        "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.csv\"\r\nContent-Type: text/csv\r\n\r\n{csv}\r\n--XyZ--\r\n"
+    );
+    for (content_type, body) in [
+        ("multipart/form-data; boundary=XyZ", multipart.clone()),
+        ("application/json", csv.to_owned()),
+        ("application/x-www-form-urlencoded", csv.to_owned()),
+    ] {
+        let reply = send(&app, &path, content_type, body.into_bytes(), None).await;
+        assert_unsupported_media_type(&reply, content_type);
+    }
+
+    // Without a Content-Type the body is not guessed at either.
+    let response = app
+        .http
+        .post(app.url(&path))
+        .bearer_auth(app.admin())
+        .body(csv)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 415, "no Content-Type is a 415");
+    let body: Value = response.json().await.expect("problem body");
+    assert_eq!(body["code"], "unsupported_media_type", "{body}");
+
+    assert!(
+        contacts(&app, &campaign).await.is_empty(),
+        "nothing is imported"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn import_accepts_every_csv_content_type() {
+    let (app, campaign) = setup(json!({})).await;
+    let path = format!("/v1/campaigns/{campaign}/imports");
+    let types = [
+        "text/csv",
+        "application/csv",
+        "text/plain",
+        "text/tab-separated-values",
+        "application/vnd.ms-excel",
+        "application/octet-stream",
+        "Text/CSV; charset=utf-8",
+    ];
+    for (index, content_type) in types.iter().enumerate() {
+        let csv = format!(
+            "to_number,contact_ref\n0491 571 {:03},A-{index}\n",
+            100 + index
+        );
+        let reply = send(&app, &path, content_type, csv.into_bytes(), None).await;
+        assert_counts(&reply, 1, 0);
+    }
+    assert_eq!(contacts(&app, &campaign).await.len(), types.len());
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn wash_rejects_non_csv_content_type_with_415() {
+    let (app, campaign) = setup(json!({})).await;
+    let path = format!("/v1/campaigns/{campaign}/wash-results?wash_reference=W-415");
+    let file = "number,result\n0491570006,N\n";
+    for content_type in [
+        "multipart/form-data; boundary=XyZ",
+        "application/x-www-form-urlencoded",
+    ] {
+        let reply = send(&app, &path, content_type, file.as_bytes().to_vec(), None).await;
+        assert_unsupported_media_type(&reply, content_type);
+    }
+    let reply = send(
+        &app,
+        &path,
+        "application/octet-stream",
+        file.as_bytes().to_vec(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        reply.status, 201,
+        "octet-stream is accepted: {}",
+        reply.text
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn unknown_column_names_setting_and_drop_parameter() {
+    let reply = expect_file_problem(
+        Options::default(),
+        "",
+        "to_number,nickname\n0491 570 006,Noah\n",
+        422,
+        "unknown_column",
+    )
+    .await;
+    let detail = reply.body["detail"].as_str().unwrap_or("");
+    for part in [
+        "\"nickname\"",
+        "personalisation_keys",
+        "?drop_unknown_columns=true",
+    ] {
+        assert!(detail.contains(part), "detail names {part}: {detail}");
+    }
+    // A header cell that looks like a phone number is never echoed.
+    let reply = expect_file_problem(
+        Options::default(),
+        "",
+        "to_number,0491 570 156\n0491 570 006,Noah\n",
+        422,
+        "missing_required_column",
+    )
+    .await;
+    assert!(
+        !reply.text.contains("570"),
+        "the number-like cell is not echoed: {}",
+        reply.text
+    );
+}

@@ -13,6 +13,7 @@ mod eligibility_cli;
 mod import_jobs;
 mod import_kill;
 mod imports;
+mod key_fingerprint;
 mod openapi;
 mod reports;
 mod roles;

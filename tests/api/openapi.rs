@@ -51,3 +51,30 @@ fn every_operation_documents_its_errors() {
         }
     }
 }
+
+#[tokio::test]
+async fn docs_without_slash_redirects_to_docs() {
+    let app = crate::support::TestApp::spawn().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let response = client.get(app.url("/docs")).send().await.expect("request");
+    assert_eq!(response.status(), 308, "/docs redirects");
+    assert_eq!(
+        response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok()),
+        Some("/docs/"),
+        "the redirect goes to /docs/"
+    );
+    let followed = app
+        .http
+        .get(app.url("/docs"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(followed.status(), 200, "/docs/ serves Swagger UI");
+    app.finish().await;
+}

@@ -177,10 +177,16 @@ impl TestApp {
         let (database, pool) = fresh_database().await;
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let address = listener.local_addr().expect("local address");
+        // The check `outbound serve` runs before it listens: it records the
+        // test keys' fingerprints, which readiness compares.
+        let keyring = test_keyring();
+        outbound_persistence::key_check::verify_and_record(&pool, &keyring)
+            .await
+            .expect("the test keys match the fresh database");
         let state = AppState {
             event_batcher: outbound_http::event_batch::EventBatcher::start(pool.clone()),
             pool: pool.clone(),
-            keyring: Arc::new(test_keyring()),
+            keyring: Arc::new(keyring),
             authenticator: Arc::new(Authenticator::hs256(JWT_SECRET, ISSUER, AUDIENCE)),
             clock: options.clock.clone(),
             voice: VoiceSettings {

@@ -126,7 +126,7 @@ pub enum HeaderError {
     MissingRequiredColumn,
     #[error("column {0:?} appears more than once")]
     DuplicateColumn(String),
-    #[error("column {0:?} is neither a contact column nor an approved personalisation key; approve it on the campaign or ask to drop unknown columns")]
+    #[error("column {0:?} is neither a contact column nor one of the campaign's personalisation_keys; add it to the campaign's personalisation_keys setting, or import with the query parameter ?drop_unknown_columns=true to drop unknown columns")]
     UnknownColumn(String),
     /// A header cell contains what looks like a phone number: the file has no
     /// header row. The cell is not echoed.

@@ -49,6 +49,7 @@ pub fn configure_api(config: &mut web::ServiceConfig) {
         .service(healthz)
         .service(readyz)
         .service(metrics_text)
+        .service(docs_redirect)
         .service(utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url(
             "/docs/openapi.json",
             <crate::openapi::ApiDoc as utoipa::OpenApi>::openapi(),
@@ -56,13 +57,24 @@ pub fn configure_api(config: &mut web::ServiceConfig) {
         .service(openapi_json);
 }
 
+/// Redirects `/docs` to Swagger UI at `/docs/`, whose relative asset paths
+/// need the trailing slash.
+#[get("/docs")]
+async fn docs_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+        .finish()
+}
+
 #[get("/healthz")]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready when the database answers, its migrations match this build, and
-/// keys are loaded (the server does not start without them).
+/// Ready when the database responds, its migrations match this build, keys
+/// are loaded, and the blind-index key's fingerprint equals the one recorded
+/// in the database. The server records it, or fails to start on a mismatch,
+/// before it listens.
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database = sqlx::query_scalar::<_, i32>("SELECT 1")
@@ -80,15 +92,30 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .collect();
     let migrations = database && applied == expected;
     let keys = !state.keyring.active_key_id().is_empty();
-    let ready = database && migrations && keys;
+    let keys_match = migrations
+        && outbound_persistence::key_check::blind_index_matches(&state.pool, &state.keyring)
+            .await
+            .unwrap_or(false);
+    let ready = database && migrations && keys && keys_match;
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "checks": { "database": database, "migrations_current": migrations, "keys_loaded": keys },
+        "checks": {
+            "database": database,
+            "migrations_current": migrations,
+            "keys_loaded": keys,
+            "keys_match_database": keys_match,
+        },
     });
     if ready {
         HttpResponse::Ok().json(body)
     } else {
-        tracing::warn!(database, migrations, keys, "readiness check failed");
+        tracing::warn!(
+            database,
+            migrations,
+            keys,
+            keys_match,
+            "readiness check failed"
+        );
         HttpResponse::ServiceUnavailable().json(body)
     }
 }
@@ -108,15 +135,16 @@ async fn openapi_json() -> HttpResponse {
 }
 
 /// Turns actix's own plain-text errors (unknown route, wrong method, oversized
-/// or unreadable body) into problem documents.
+/// or unreadable body) into problem documents. JSON bodies that handlers
+/// write themselves, such as the checks of a failed `/readyz`, stay.
 fn problem_for_framework_errors<B: MessageBody + 'static>(
     response: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_problem = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if is_problem {
+    let is_json = response.headers().get(CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(b"application/problem+json")
+            || v.as_bytes().starts_with(b"application/json")
+    });
+    if is_json {
         return Ok(ErrorHandlerResponse::Response(
             response.map_into_left_body(),
         ));
@@ -170,6 +198,14 @@ pub fn build_app(
             web::JsonConfig::default()
                 .limit(1024 * 1024)
                 .error_handler(|error, _| {
+                    if matches!(error, actix_web::error::JsonPayloadError::ContentType) {
+                        return ApiError::new(
+                            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                            "unsupported_media_type",
+                            "this endpoint takes a JSON body; send it with `Content-Type: application/json`",
+                        )
+                        .into();
+                    }
                     ApiError::bad_request(
                         "invalid_body",
                         format!("the JSON body is invalid: {error}"),

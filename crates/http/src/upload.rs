@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
-use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::http::StatusCode;
 use actix_web::web::{Bytes, Payload};
 use actix_web::HttpRequest;
@@ -29,6 +29,69 @@ pub fn file_too_large(max_bytes: usize) -> ApiError {
         format!("the file is larger than {max_bytes} bytes; split it into smaller files"),
     )
     .with("max_bytes", max_bytes)
+}
+
+/// Media types an upload of a contact or wash result file may declare. The
+/// charset parameter is read separately.
+pub const CSV_MEDIA_TYPES: [&str; 6] = [
+    "text/csv",
+    "application/csv",
+    "text/plain",
+    "text/tab-separated-values",
+    "application/vnd.ms-excel",
+    "application/octet-stream",
+];
+
+/// Checks that an upload declares a CSV media type, before its body is read.
+///
+/// # Errors
+/// `415 unsupported_media_type` when Content-Type is missing or names another
+/// type, such as `multipart/form-data` from `curl -F`, or
+/// `application/x-www-form-urlencoded` from `curl --data-binary` without `-H`.
+pub fn require_csv_content_type(request: &HttpRequest) -> ApiResult<()> {
+    let declared = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .map(|value| value.to_str().unwrap_or("(not ASCII)"));
+    let media_type = declared.map(|value| {
+        value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    });
+    if media_type
+        .as_deref()
+        .is_some_and(|media_type| CSV_MEDIA_TYPES.contains(&media_type))
+    {
+        return Ok(());
+    }
+    let received = match media_type.as_deref() {
+        None => "no Content-Type".to_owned(),
+        Some("") => "an empty Content-Type".to_owned(),
+        // Only a short media type token is repeated back, never other header text.
+        Some(media_type)
+            if media_type.len() <= 100
+                && media_type
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/.+-_".contains(c)) =>
+        {
+            format!("Content-Type {media_type}")
+        }
+        Some(_) => "an unreadable Content-Type".to_owned(),
+    };
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!(
+            "the request has {received}; send the raw file as the request body with `Content-Type: text/csv` \
+             (not a multipart/form-data form), for example `curl --data-binary @contacts.csv -H 'Content-Type: text/csv'`. \
+             Accepted types: {}",
+            CSV_MEDIA_TYPES.join(", ")
+        ),
+    )
+    .with("accepted_media_types", CSV_MEDIA_TYPES))
 }
 
 /// Returns the body size from Content-Length, if the request declares it.

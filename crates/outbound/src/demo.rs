@@ -153,6 +153,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(runtime::DEV_KEY_FILE));
     let secrets = runtime::load_secrets(Some(&key_file), true)?;
+    runtime::check_keys(&pool, &secrets).await?;
     let jwt_secret = secrets
         .jwt_hs256_secret
         .as_ref()

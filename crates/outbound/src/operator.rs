@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use outbound_http::auth::{mint_hs256, Claims};
+use outbound_http::auth::{mint_hs256, Claims, Role};
 use outbound_persistence::tenancy;
 use uuid::Uuid;
 
@@ -71,6 +71,7 @@ pub struct MintArgs {
     /// partner_admin, partner_user, or a customer role such as customer_admin.
     #[arg(long, default_value = "partner_admin")]
     pub role: String,
+    /// Partner id the token acts for; required for partner_admin and partner_user.
     #[arg(long)]
     pub partner: Option<Uuid>,
     /// Assigned client ids the token may act for (repeat the flag).
@@ -168,6 +169,18 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
 /// Mints a development token and prints it.
 pub fn token(command: TokenCommand) -> anyhow::Result<()> {
     let TokenCommand::Mint(args) = command;
+    // The API rejects a partner role's token without a partner id with 403,
+    // so such a token is rejected here, before it is minted.
+    let partner_role = matches!(
+        Role::parse(&args.role),
+        Role::PartnerAdmin | Role::PartnerUser
+    );
+    anyhow::ensure!(
+        !partner_role || args.partner.is_some(),
+        "--role {} needs --partner <partner-id>: the API rejects a {} token that names no partner. Create a partner with `outbound operator create-partner --name NAME` and pass the id it prints",
+        args.role,
+        args.role
+    );
     let key_file = args
         .keys
         .key_file

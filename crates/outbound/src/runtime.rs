@@ -19,6 +19,8 @@ pub const DEFAULT_DATABASE_CONNECTIONS: u32 = 20;
 pub const DEV_KEY_FILE: &str = ".outbound/dev-keys.json";
 pub const DEFAULT_ISSUER: &str = "outbound-dev";
 pub const DEFAULT_AUDIENCE: &str = "outbound-api";
+/// The address `outbound voice-sim` listens on by default.
+pub const DEFAULT_VOICE_SIM_LISTEN: &str = "127.0.0.1:8090";
 
 #[derive(Args, Clone)]
 pub struct DatabaseArgs {
@@ -51,7 +53,9 @@ pub struct ServeArgs {
     /// This server's base URL as the voice platform reaches it (for webhook callbacks).
     #[arg(long, env = "OUTBOUND_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Base URL of the voice platform.
+    /// Base URL of the voice platform. With --dev it defaults to
+    /// http://127.0.0.1:8090, where `outbound voice-sim` listens by default;
+    /// without --dev there is no default and the dispatcher claims no contact.
     #[arg(long, env = "OUTBOUND_VOICE_PLATFORM_URL")]
     pub voice_platform_url: Option<String>,
     /// PEM public key that verifies production tokens.
@@ -123,7 +127,7 @@ pub struct ServeArgs {
 #[derive(Args, Clone)]
 pub struct VoiceSimArgs {
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8090")]
+    #[arg(long, default_value = DEFAULT_VOICE_SIM_LISTEN)]
     pub listen: String,
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -239,6 +243,69 @@ pub fn load_secrets(key_file: Option<&Path>, development: bool) -> anyhow::Resul
     Ok(secrets)
 }
 
+/// Exit status of a command that refused to start because its keys are not
+/// the ones the database was created with.
+pub const KEY_MISMATCH_EXIT_CODE: u8 = 3;
+
+/// The loaded keys do not fit the database; the message says how to fix it
+/// and names no key material.
+#[derive(Debug)]
+pub struct KeyMismatch(String);
+
+impl std::fmt::Display for KeyMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for KeyMismatch {}
+
+/// Checks the loaded keys against the fingerprints in the database, recording
+/// them on a database that has none. Every command that writes or reads
+/// numbers in the database calls it before it does so.
+///
+/// # Errors
+/// Fails with [`KeyMismatch`] when the keys differ from the ones the database
+/// was created with, or when stored contacts were sealed under a data key
+/// that is not loaded.
+pub async fn check_keys(pool: &sqlx::PgPool, secrets: &Secrets) -> anyhow::Result<()> {
+    use outbound_persistence::key_check::{verify_and_record, KeyCheckError};
+    let fix = "Start it with the key file this database was created with: --key-file PATH or OUTBOUND_KEY_FILE=PATH (or the OUTBOUND_DATA_KEYS, OUTBOUND_ACTIVE_DATA_KEY and OUTBOUND_BLIND_INDEX_KEY variables); in --dev mode, run it from the directory that holds .outbound/dev-keys.json";
+    let generated = match &secrets.origin {
+        KeyOrigin::GeneratedDevelopmentFile(path) => format!(
+            " This run generated a new development key file at {}{} because none was there; those new keys do not belong to this database.",
+            path.display(),
+            std::env::current_dir()
+                .map(|dir| format!(" (in {})", dir.display()))
+                .unwrap_or_default()
+        ),
+        KeyOrigin::Loaded => String::new(),
+    };
+    let mismatch = format!(
+        "Outbound refuses to start: the encryption keys loaded from {} do not match the keys this database was created with",
+        secrets.source
+    );
+    let problem = match verify_and_record(pool, &secrets.keyring).await {
+        Ok(()) => return Ok(()),
+        Err(KeyCheckError::Database(error)) => {
+            return Err(anyhow::Error::new(error).context("cannot check the keys against the database"))
+        }
+        Err(KeyCheckError::BlindIndexMismatch) => format!(
+            "{mismatch}: the blind-index key differs, so numbers already stored would not be found as duplicates, wash matches or opt-outs, and could not be decrypted."
+        ),
+        Err(KeyCheckError::DataKeyMismatch(ids)) => format!(
+            "{mismatch}: the data keys {} differ from the keys with the same ids that stored contacts were sealed with, so those contacts could not be decrypted or called.",
+            ids.join(", ")
+        ),
+        Err(KeyCheckError::MissingDataKeys(ids)) => format!(
+            "{mismatch}: the database holds contacts sealed under the data keys {}, which they lack, so those contacts could not be decrypted or called. Keep every data key that stored contacts use in data_keys, and set active_data_key to the key for new contacts.",
+            ids.join(", ")
+        ),
+    };
+    tracing::error!("the loaded keys do not match the database");
+    Err(KeyMismatch(format!("{problem} {fix}.{generated}")).into())
+}
+
 /// Connects, creating the database when it is missing, and migrates.
 pub async fn prepare_database(url: &str) -> anyhow::Result<sqlx::PgPool> {
     prepare_database_with(url, DEFAULT_DATABASE_CONNECTIONS).await
@@ -263,6 +330,23 @@ pub async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
     prepare_database(&args.database_url).await?;
     println!("database is migrated");
     Ok(())
+}
+
+/// Returns the voice platform's base URL: the configured one, or in
+/// development mode the address `outbound voice-sim` listens on by default.
+/// Production mode has no default.
+fn voice_platform_url(args: &ServeArgs) -> Option<String> {
+    if let Some(url) = &args.voice_platform_url {
+        tracing::info!(%url, "voice platform URL");
+        return Some(url.clone());
+    }
+    if !args.dev {
+        return None;
+    }
+    let url = format!("http://{DEFAULT_VOICE_SIM_LISTEN}");
+    tracing::info!(%url, "development mode: the voice platform URL defaults to the address of `outbound voice-sim`");
+    eprintln!("Development mode: calls go to the voice platform at {url}, where `outbound voice-sim` listens by default (set --voice-platform-url to change it).");
+    Some(url)
 }
 
 /// Builds the server state from arguments and secrets.
@@ -293,7 +377,8 @@ pub fn app_state(
         tracing::warn!("no voice platform secret configured: every webhook will be rejected and no call can be handed over");
         eprintln!("WARNING: no voice platform secret is configured (OUTBOUND_VOICE_SECRET or voice_platform_secret in the key file); webhooks will be rejected and this process will claim no contact.");
     }
-    if args.voice_platform_url.is_none() && !args.no_dispatcher {
+    let voice_platform_url = voice_platform_url(args);
+    if voice_platform_url.is_none() && !args.no_dispatcher {
         tracing::warn!("no voice platform URL configured: the dispatcher claims no contact");
         eprintln!("WARNING: no voice platform URL is configured (--voice-platform-url or OUTBOUND_VOICE_PLATFORM_URL); the dispatcher will claim no contact.");
     }
@@ -307,7 +392,7 @@ pub fn app_state(
         authenticator: Arc::new(authenticator),
         clock,
         voice: VoiceSettings {
-            platform_url: args.voice_platform_url.clone(),
+            platform_url: voice_platform_url,
             public_url,
             secret: secrets.voice_platform_secret.map(Arc::new),
             result_timeout_seconds: args.result_timeout_seconds,
@@ -343,6 +428,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let pool =
         prepare_database_with(&args.database.database_url, args.database_connections).await?;
+    check_keys(&pool, &secrets).await?;
     let listener = TcpListener::bind(&args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;

@@ -6,7 +6,7 @@
 //! copied to another row or column fails to open. Numbers are matched through an
 //! HMAC-SHA256 blind index under a separate key, never by decrypting in bulk.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -19,6 +19,20 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 const NONCE_LEN: usize = 12;
+
+/// Fixed labels that key fingerprints are computed over. No phone number or
+/// API key is ever hashed under them, so a fingerprint is no blind index.
+const BLIND_INDEX_FINGERPRINT_LABEL: &[u8] = b"outbound/v1/key-fingerprint/blind-index";
+const DATA_KEY_FINGERPRINT_LABEL: &[u8] = b"outbound/v1/key-fingerprint/data-key/";
+
+/// HMAC-SHA256 of `label` and `suffix` under `key`.
+fn fingerprint(key: &[u8], label: &[u8], suffix: &[u8]) -> [u8; 32] {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(label);
+    mac.update(suffix);
+    mac.finalize().into_bytes().into()
+}
 
 /// The ciphertext's place: table, row id and column.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +64,7 @@ pub enum CryptoError {
 pub struct Keyring {
     active_key_id: String,
     ciphers: HashMap<String, Aes256Gcm>,
+    data_key_fingerprints: BTreeMap<String, [u8; 32]>,
     blind_index_key: Zeroizing<Vec<u8>>,
 }
 
@@ -75,6 +90,7 @@ impl Keyring {
         blind_index_key: Vec<u8>,
     ) -> Result<Self, CryptoError> {
         let mut ciphers = HashMap::new();
+        let mut data_key_fingerprints = BTreeMap::new();
         for (id, key) in data_keys {
             if key.len() != 32 {
                 return Err(CryptoError::InvalidKey(format!(
@@ -89,6 +105,10 @@ impl Keyring {
             let cipher = Aes256Gcm::new_from_slice(key)
                 .map_err(|_| CryptoError::InvalidKey(format!("data key {id:?} is unusable")))?;
             ciphers.insert(id.clone(), cipher);
+            data_key_fingerprints.insert(
+                id.clone(),
+                fingerprint(key, DATA_KEY_FINGERPRINT_LABEL, id.as_bytes()),
+            );
         }
         if !ciphers.contains_key(active_key_id) {
             return Err(CryptoError::UnknownKey(active_key_id.to_owned()));
@@ -101,12 +121,31 @@ impl Keyring {
         Ok(Self {
             active_key_id: active_key_id.to_owned(),
             ciphers,
+            data_key_fingerprints,
             blind_index_key: Zeroizing::new(blind_index_key),
         })
     }
 
     pub fn active_key_id(&self) -> &str {
         &self.active_key_id
+    }
+
+    /// Whether a data key with this id is loaded.
+    pub fn has_data_key(&self, key_id: &str) -> bool {
+        self.ciphers.contains_key(key_id)
+    }
+
+    /// A non-secret fingerprint of the blind-index key: HMAC-SHA256 of a fixed
+    /// label under it. It tells keys apart without revealing the key or
+    /// letting anyone compute a blind index.
+    pub fn blind_index_fingerprint(&self) -> [u8; 32] {
+        fingerprint(&self.blind_index_key, BLIND_INDEX_FINGERPRINT_LABEL, b"")
+    }
+
+    /// Non-secret fingerprints of the data keys by id: HMAC-SHA256 of a fixed
+    /// label and the key id under each key.
+    pub fn data_key_fingerprints(&self) -> &BTreeMap<String, [u8; 32]> {
+        &self.data_key_fingerprints
     }
 
     /// Seals `plaintext` under the active key; returns `nonce || ciphertext || tag`.
@@ -361,6 +400,32 @@ mod tests {
         assert_eq!(opened, b"to_number\n0491 570 006\n");
         assert!(cipher.open_chunk(4, &sealed).is_err());
         assert!(EphemeralCipher::new().open_chunk(3, &sealed).is_err());
+    }
+
+    #[test]
+    fn fingerprints_tell_keys_apart_and_are_no_blind_index() {
+        let one = keyring();
+        let same = keyring();
+        let other =
+            Keyring::new(&[("k1".into(), vec![6u8; 32])], "k1", vec![8u8; 32]).expect("valid keys");
+        assert_eq!(
+            one.blind_index_fingerprint(),
+            same.blind_index_fingerprint()
+        );
+        assert_ne!(
+            one.blind_index_fingerprint(),
+            other.blind_index_fingerprint()
+        );
+        assert_ne!(one.data_key_fingerprints(), other.data_key_fingerprints());
+        assert_ne!(
+            one.blind_index_fingerprint(),
+            one.phone_index_array(""),
+            "the fingerprint's label differs from the phone index's"
+        );
+        assert_ne!(
+            one.blind_index_fingerprint().as_slice(),
+            one.blind_index_key.as_slice()
+        );
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct Secrets {
     pub jwt_hs256_secret: Option<Zeroizing<Vec<u8>>>,
     /// Where the secrets came from, for the start-up log (never the values).
     pub source: String,
+    /// Whether this load generated a new development key file.
+    pub origin: KeyOrigin,
 }
 
 impl fmt::Debug for Secrets {
@@ -54,6 +56,7 @@ impl fmt::Debug for Secrets {
             )
             .field("jwt_hs256_secret", &self.jwt_hs256_secret.is_some())
             .field("source", &self.source)
+            .field("origin", &self.origin)
             .finish()
     }
 }
@@ -89,10 +92,24 @@ fn decode(name: &str, value: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
 }
 
 impl KeyFile {
+    /// Returns a new key id: the date and a random suffix, such as
+    /// `k20261204-3f9a1c7e`, so two keys generated on one day get different ids.
+    /// Key files with older ids such as `k20261204` still load, because an id
+    /// is any string.
+    pub fn new_key_id() -> String {
+        let mut suffix = [0u8; 4];
+        rand::thread_rng().fill_bytes(&mut suffix);
+        format!(
+            "k{}-{}",
+            chrono::Utc::now().format("%Y%m%d"),
+            hex::encode(suffix)
+        )
+    }
+
     /// A new key file with fresh random keys.
     pub fn generate() -> Self {
         let mut data_keys = BTreeMap::new();
-        let key_id = format!("k{}", chrono::Utc::now().format("%Y%m%d"));
+        let key_id = Self::new_key_id();
         data_keys.insert(key_id.clone(), random_base64(32));
         Self {
             data_keys,
@@ -227,8 +244,51 @@ impl Secrets {
                 )?,
                 jwt_hs256_secret: optional("jwt_hs256_secret", &file.jwt_hs256_secret)?,
                 source,
+                origin: origin.clone(),
             },
             origin,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_key_ids_differ() {
+        let first = KeyFile::generate();
+        let second = KeyFile::generate();
+        assert_ne!(first.active_data_key, second.active_data_key);
+        assert!(first.data_keys.contains_key(&first.active_data_key));
+        let (date, suffix) = first
+            .active_data_key
+            .split_once('-')
+            .expect("the id has a random suffix");
+        assert_eq!(date.len(), 9, "k and an eight-digit date: {date}");
+        assert_eq!(suffix.len(), 8, "eight hex digits: {suffix}");
+    }
+
+    #[test]
+    fn date_only_key_ids_load() {
+        let path = std::env::temp_dir().join(format!(
+            "outbound-old-key-id-{}.json",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let old = KeyFile {
+            data_keys: [("k20261204".to_owned(), random_base64(32))]
+                .into_iter()
+                .collect(),
+            active_data_key: "k20261204".into(),
+            blind_index_key: random_base64(32),
+            voice_platform_secret: None,
+            jwt_hs256_secret: None,
+        };
+        old.write_new(&path).expect("write the key file");
+        let loaded = Secrets::load(Some(&path), false);
+        std::fs::remove_file(&path).ok();
+        let (secrets, origin) = loaded.expect("an old key file loads");
+        assert_eq!(origin, KeyOrigin::Loaded);
+        assert_eq!(secrets.keyring.active_key_id(), "k20261204");
     }
 }

@@ -11,6 +11,7 @@ pub mod contacts;
 pub mod crypto;
 pub mod db;
 pub mod imports;
+pub mod key_check;
 pub mod keys;
 pub mod suppressions;
 pub mod tenancy;

@@ -83,6 +83,7 @@ pub struct ApiKeyList {
     responses(
         (status = 201, description = "Created; `key` is shown only here", body = CreatedApiKey),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not application/json (`unsupported_media_type`)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid credentials", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only partner_admin manages keys", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid name, role or clients", body = Problem, content_type = "application/problem+json"),

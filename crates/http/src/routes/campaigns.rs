@@ -257,6 +257,7 @@ fn new_campaign(
     responses(
         (status = 201, description = "Created", body = CampaignView),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not application/json (`unsupported_media_type`)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role may not create campaigns", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Project not found", body = Problem, content_type = "application/problem+json"),

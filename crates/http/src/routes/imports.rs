@@ -317,7 +317,8 @@ async fn discard_body(payload: &mut web::Payload, start: Bytes, max_bytes: usize
     let _ = upload::digest(payload, start, max_bytes).await;
 }
 
-/// Import contacts from a CSV file sent as the request body (`text/csv`).
+/// Import contacts from a CSV file sent as the raw request body
+/// (`Content-Type: text/csv`, not a multipart/form-data form).
 ///
 /// Valid rows are added atomically; invalid rows are reported with their row,
 /// line, column and a stable code, and never echo a number or personalisation
@@ -341,7 +342,7 @@ async fn discard_body(payload: &mut web::Payload, start: Bytes, max_bytes: usize
         ("Idempotency-Key" = Option<String>, Header, description = "A repeat returns the first result and imports nothing"),
         ImportQuery
     ),
-    request_body(content = String, content_type = "text/csv", description = "The contact file; header row required, to_number the only required column"),
+    request_body(content = String, content_type = "text/csv", description = "The contact file as the raw request body, not a multipart/form-data form; header row required, to_number the only required column. Content-Type may be text/csv, application/csv, text/plain, text/tab-separated-values, application/vnd.ms-excel or application/octet-stream, with an optional charset parameter; any other or none is rejected with 415 unsupported_media_type before the body is read"),
     responses(
         (status = 201, description = "Imported", body = ImportResult),
         (status = 202, description = "Received; the import runs as a job whose progress is at GET .../imports/{import_id}", body = ImportResult),
@@ -350,6 +351,7 @@ async fn discard_body(payload: &mut web::Payload, start: Bytes, max_bytes: usize
         (status = 404, description = "No such campaign for this caller", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Campaign is not in draft or paused", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "File too large (checked against Content-Length before the body is read)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is missing or not a CSV type (`unsupported_media_type`), such as a multipart/form-data form; checked before the body is read", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "File-level failure; nothing imported", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "A file large enough for a job arrived while the server runs its maximum number of import jobs (`too_many_import_jobs`). It is rejected before the body is read, with Retry-After", body = Problem, content_type = "application/problem+json"),
     ),
@@ -365,6 +367,8 @@ pub async fn import_contacts(
     mut payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let scope = principal.write_scope()?;
+    // Checked before the body is read, so a form or JSON upload is not parsed as CSV.
+    upload::require_csv_content_type(&request)?;
     let campaign_id = parse_uuid(&path, "campaign")?;
     let campaign = campaigns::find(&state.pool, &scope, campaign_id)
         .await?
@@ -813,7 +817,8 @@ pub struct WashResultView {
     pub errors: Vec<RowIssueView>,
 }
 
-/// Attach a DNCR wash result file (`number,result` with Y, N or I).
+/// Attach a DNCR wash result file (`number,result` with Y, N or I), sent as
+/// the raw request body with `Content-Type: text/csv`.
 ///
 /// Numbers are matched to the campaign's contacts through the blind index and
 /// set their registry status; unmatched numbers are counted, never stored.
@@ -825,7 +830,7 @@ pub struct WashResultView {
         ("Idempotency-Key" = Option<String>, Header, description = "A repeat returns the first result"),
         WashQuery
     ),
-    request_body(content = String, content_type = "text/csv", description = "Wash result file with number and result columns"),
+    request_body(content = String, content_type = "text/csv", description = "Wash result file with number and result columns, as the raw request body, not a multipart/form-data form. Content-Type may be text/csv, application/csv, text/plain, text/tab-separated-values, application/vnd.ms-excel or application/octet-stream, with an optional charset parameter; any other or none is rejected with 415 unsupported_media_type before the body is read"),
     responses(
         (status = 201, description = "Attached", body = WashResultView),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
@@ -833,6 +838,7 @@ pub struct WashResultView {
         (status = 404, description = "No such campaign for this caller", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Campaign is not in draft or paused", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "File too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is missing or not a CSV type (`unsupported_media_type`), such as a multipart/form-data form; checked before the body is read", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "File-level failure; nothing attached", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -847,6 +853,8 @@ pub async fn attach_wash(
     mut payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let scope = principal.write_scope()?;
+    // Checked before the body is read, so a form or JSON upload is not parsed as CSV.
+    upload::require_csv_content_type(&request)?;
     let campaign_id = parse_uuid(&path, "campaign")?;
     campaigns::find(&state.pool, &scope, campaign_id)
         .await?

@@ -126,10 +126,12 @@ pub struct ExclusionResult {
     request_body = ExclusionRequest,
     responses(
         (status = 200, description = "Contacts excluded", body = ExclusionResult),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role may not exclude", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such campaign for this caller", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Campaign is not in draft or paused", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not application/json (`unsupported_media_type`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown reason", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

@@ -114,6 +114,7 @@ fn audit_entry<'a>(
     responses(
         (status = 201, description = "Suppressed", body = SuppressionView),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not application/json (`unsupported_media_type`)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid credentials", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role may not change suppressions", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such client for this caller", body = Problem, content_type = "application/problem+json"),
@@ -234,6 +235,7 @@ pub async fn list_suppressions(
     responses(
         (status = 200, description = "Removed", body = SuppressionView),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not application/json (`unsupported_media_type`)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid credentials", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role may not change suppressions", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such active suppression", body = Problem, content_type = "application/problem+json"),

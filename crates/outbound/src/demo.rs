@@ -18,7 +18,8 @@ use outbound_domain::eligibility::{CampaignRules, Rules};
 use outbound_domain::hours::CallType;
 use outbound_domain::zone::ANYWHERE;
 use outbound_http::clock::Clock;
-use outbound_persistence::tenancy;
+use outbound_persistence::keys::Secrets;
+use outbound_persistence::{db, tenancy};
 use serde_json::{json, Value};
 
 use crate::runtime::{
@@ -132,6 +133,29 @@ fn print_counts(title: &str, counts: Option<&Value>) {
     println!("  {title}: {}", parts.join(", "));
 }
 
+/// Returns the default server's URL with a database of the demo's own,
+/// named after the blind-index key's public fingerprint. Each key file gets
+/// its own database, so a demo run from a new clone, which generates new
+/// development keys, never meets contacts sealed under other keys.
+fn demo_database_url(secrets: &Secrets) -> String {
+    let fingerprint = secrets.keyring.blind_index_fingerprint();
+    let suffix: String = fingerprint[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let base = db::DEFAULT_DATABASE_URL
+        .rsplit_once('/')
+        .map_or(db::DEFAULT_DATABASE_URL, |(server, _)| server);
+    format!("{base}/outbound_demo_{suffix}")
+}
+
+/// Returns the database name at the end of a PostgreSQL URL, without
+/// credentials or parameters.
+fn database_name(url: &str) -> &str {
+    let path = url.rsplit_once('/').map_or(url, |(_, name)| name);
+    path.split('?').next().unwrap_or(path)
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     runtime::init_logging("warn");
     let csv = std::fs::read(&args.csv)
@@ -145,14 +169,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
 
     println!("Outbound demo");
-    let pool = prepare_database(&args.database.database_url).await?;
-    println!("- database ready (migrated)");
     let key_file = args
         .keys
         .key_file
         .clone()
         .unwrap_or_else(|| PathBuf::from(runtime::DEV_KEY_FILE));
     let secrets = runtime::load_secrets(Some(&key_file), true)?;
+    let mut args = args;
+    if args.server.is_none() && args.database.database_url == db::DEFAULT_DATABASE_URL {
+        args.database.database_url = demo_database_url(&secrets);
+    }
+    let pool = prepare_database(&args.database.database_url).await?;
+    println!(
+        "- database {} ready (migrated)",
+        database_name(&args.database.database_url)
+    );
     runtime::check_keys(&pool, &secrets).await?;
     let jwt_secret = secrets
         .jwt_hs256_secret

@@ -786,6 +786,22 @@ async fn missing_number_column_fails_file() {
 }
 
 #[tokio::test]
+async fn phone_column_named_otherwise_gets_rename_hint() {
+    let reply = expect_file_problem(
+        Options::default(),
+        "",
+        "Mobile Phone,contact_ref\n0491 570 006,A-1\n",
+        422,
+        "missing_required_column",
+    )
+    .await;
+    let detail = reply.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("\"mobile_phone\""), "{detail}");
+    assert!(detail.contains("rename it to to_number"), "{detail}");
+    assert!(!detail.contains("491"), "{detail}");
+}
+
+#[tokio::test]
 async fn empty_body_fails_file() {
     expect_file_problem(Options::default(), "", "", 422, "missing_required_column").await;
 }

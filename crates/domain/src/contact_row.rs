@@ -124,6 +124,10 @@ pub enum Slot {
 pub enum HeaderError {
     #[error("the required column to_number is missing")]
     MissingRequiredColumn,
+    /// `to_number` is missing and the header has a column whose name usually
+    /// labels phone numbers, such as `phone` or `mobile`.
+    #[error("the required column to_number is missing; if column {0:?} holds the phone numbers, rename it to to_number")]
+    MissingToNumberRename(String),
     #[error("column {0:?} appears more than once")]
     DuplicateColumn(String),
     #[error("column {0:?} is neither a contact column nor one of the campaign's personalisation_keys; add it to the campaign's personalisation_keys setting, or import with the query parameter ?drop_unknown_columns=true to drop unknown columns")]
@@ -138,11 +142,20 @@ impl HeaderError {
     pub fn code(&self) -> &'static str {
         match self {
             HeaderError::MissingRequiredColumn => "missing_required_column",
+            HeaderError::MissingToNumberRename(_) => "missing_required_column",
             HeaderError::DuplicateColumn(_) => "duplicate_column",
             HeaderError::UnknownColumn(_) => "unknown_column",
             HeaderError::HeaderLooksLikeData => "missing_required_column",
         }
     }
+}
+
+/// Returns whether a header name usually labels a column of phone numbers, such as
+/// `phone`, `mobile_number` or `MSISDN`.
+fn names_phone_column(name: &str) -> bool {
+    ["phone", "mobile", "number", "tel", "msisdn", "cell"]
+        .iter()
+        .any(|word| name.contains(word))
 }
 
 /// The meaning of each header position.
@@ -171,6 +184,8 @@ impl HeaderMap {
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut slots = Vec::with_capacity(headers.len());
         let mut dropped = Vec::new();
+        // The first unknown column, reported after the check for to_number.
+        let mut unknown: Option<String> = None;
         for header in headers {
             let name = normalise_header(header);
             if looks_like_data(&name) {
@@ -192,12 +207,23 @@ impl HeaderMap {
                 dropped.push(name);
                 Slot::Dropped
             } else {
-                return Err(HeaderError::UnknownColumn(name));
+                unknown.get_or_insert(name);
+                Slot::Dropped
             };
             slots.push(slot);
         }
         if !slots.contains(&Slot::Known(Column::ToNumber)) {
-            return Err(HeaderError::MissingRequiredColumn);
+            let renamed = headers
+                .iter()
+                .map(|header| normalise_header(header))
+                .find(|name| names_phone_column(name) && !approved.contains(name));
+            return Err(match renamed {
+                Some(name) => HeaderError::MissingToNumberRename(name),
+                None => HeaderError::MissingRequiredColumn,
+            });
+        }
+        if let Some(name) = unknown {
+            return Err(HeaderError::UnknownColumn(name));
         }
         Ok(Self { slots, dropped })
     }
@@ -655,6 +681,17 @@ mod tests {
         assert_eq!(duplicate.map_err(|e| e.code()), Err("duplicate_column"));
         let unknown = HeaderMap::build(&["to_number", "nickname"], &keys, false).map(|_| ());
         assert_eq!(unknown.map_err(|e| e.code()), Err("unknown_column"));
+        let renamed = HeaderMap::build(&["phone", "first_name"], &keys, false).map(|_| ());
+        assert_eq!(
+            renamed,
+            Err(HeaderError::MissingToNumberRename("phone".into()))
+        );
+        assert_eq!(
+            renamed.map_err(|e| e.code()),
+            Err("missing_required_column")
+        );
+        let other = HeaderMap::build(&["contact_ref", "nickname"], &keys, false).map(|_| ());
+        assert_eq!(other, Err(HeaderError::MissingRequiredColumn));
         let dropped = HeaderMap::build(&["to_number", "nickname"], &keys, true).expect("dropped");
         assert_eq!(dropped.dropped, vec!["nickname".to_owned()]);
     }

@@ -5,6 +5,7 @@ mod api_keys;
 mod authorization_matrix;
 mod campaigns;
 mod cli;
+mod client_text;
 mod demo;
 mod dialing_breaks;
 mod dialing_faults;

@@ -132,8 +132,83 @@ impl ResponseError for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        // PostgreSQL text cannot hold U+0000 (SQLSTATE 22021). The value came
+        // from the client, and the failed statement rolled its transaction
+        // back, so this is the client's mistake and nothing was written.
+        let nul_in_text = error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .is_some_and(|code| code == "22021");
+        if nul_in_text {
+            tracing::info!("request rejected: a text value contains U+0000");
+            return ApiError::unprocessable(
+                "invalid_character",
+                "a text value contains the NUL character (U+0000), which cannot be stored; remove it and send the request again",
+            );
+        }
         ApiError::internal(&error)
     }
 }
 
+/// Hides every run of six or more digits in `text` (spaces, `+`, `-`, `.`,
+/// `(` and `)` may sit between them), so an error message or log line that
+/// repeats a client's value never carries a phone number.
+pub fn redact_digits(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() && chars[i] != '+' {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        // The longest run of digits and separators from here, ending on a digit.
+        let mut end = i;
+        let mut digits = 0;
+        let mut last_digit_end = i;
+        while end < chars.len() {
+            let c = chars[end];
+            if c.is_ascii_digit() {
+                digits += 1;
+                last_digit_end = end + 1;
+            } else if !matches!(c, ' ' | '+' | '-' | '.' | '(' | ')') {
+                break;
+            }
+            end += 1;
+        }
+        if digits >= 6 {
+            out.push_str("[hidden]");
+            i = last_digit_end;
+        } else {
+            let stop = last_digit_end.max(i + 1);
+            out.extend(&chars[i..stop]);
+            i = stop;
+        }
+    }
+    out
+}
+
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::redact_digits;
+
+    #[test]
+    fn redact_hides_numbers_in_any_form() {
+        for (text, expected) in [
+            (
+                "invalid type: integer `491570110`",
+                "invalid type: integer `[hidden]`",
+            ),
+            ("string \"+61491570006\"", "string \"[hidden]\""),
+            ("call 0491 570 006 now", "call [hidden] now"),
+            ("(02) 5550-1234.", "([hidden]."),
+            ("at line 1 column 378", "at line 1 column 378"),
+            ("priority 11, year 2026", "priority 11, year 2026"),
+        ] {
+            assert_eq!(redact_digits(text), expected, "{text}");
+        }
+    }
+}

@@ -198,6 +198,18 @@ pub fn build_app(
             web::JsonConfig::default()
                 .limit(1024 * 1024)
                 .error_handler(|error, _| {
+                    if matches!(
+                        error,
+                        actix_web::error::JsonPayloadError::Overflow { .. }
+                            | actix_web::error::JsonPayloadError::OverflowKnownLength { .. }
+                    ) {
+                        return ApiError::new(
+                            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                            "payload_too_large",
+                            "the JSON body is larger than the 1 MiB this endpoint accepts",
+                        )
+                        .into();
+                    }
                     if matches!(error, actix_web::error::JsonPayloadError::ContentType) {
                         return ApiError::new(
                             actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -208,7 +220,10 @@ pub fn build_app(
                     }
                     ApiError::bad_request(
                         "invalid_body",
-                        format!("the JSON body is invalid: {error}"),
+                        format!(
+                            "the JSON body is invalid: {}",
+                            crate::problem::redact_digits(&error.to_string())
+                        ),
                     )
                     .into()
                 }),
@@ -216,7 +231,10 @@ pub fn build_app(
         .app_data(web::QueryConfig::default().error_handler(|error, _| {
             ApiError::bad_request(
                 "invalid_query",
-                format!("the query string is invalid: {error}"),
+                format!(
+                    "the query string is invalid: {}",
+                    crate::problem::redact_digits(&error.to_string())
+                ),
             )
             .into()
         }))
@@ -239,7 +257,9 @@ pub fn build_app(
                 .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
             request.extensions_mut().insert(RequestId(id.clone()));
             let method = request.method().clone();
-            let path = request.path().to_owned();
+            // Path segments are client input and may hold a number; ids
+            // stay readable.
+            let path = redact_path(request.path());
             let route = request
                 .match_pattern()
                 .unwrap_or_else(|| "unmatched".to_owned());
@@ -367,4 +387,19 @@ pub fn start_simulator_with(
     let handle = server.handle();
     tokio::spawn(server);
     Ok((address, handle, state))
+}
+
+/// Returns `path` with every segment that is not a UUID passed through
+/// [`crate::problem::redact_digits`], for the request log.
+fn redact_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            if uuid::Uuid::parse_str(segment).is_ok() {
+                segment.to_owned()
+            } else {
+                crate::problem::redact_digits(segment)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }

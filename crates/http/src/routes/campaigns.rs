@@ -417,7 +417,13 @@ pub async fn update_campaign(
     let scope = principal.write_scope()?;
     let id = parse_uuid(&path, "campaign")?;
     let patch: serde_json::Value = serde_json::from_slice(&body).map_err(|error| {
-        ApiError::bad_request("invalid_body", format!("the JSON body is invalid: {error}"))
+        ApiError::bad_request(
+            "invalid_body",
+            format!(
+                "the JSON body is invalid: {}",
+                crate::problem::redact_digits(&error.to_string())
+            ),
+        )
     })?;
     let serde_json::Value::Object(patch) = patch else {
         return Err(ApiError::bad_request(
@@ -481,7 +487,10 @@ pub async fn update_campaign(
     let merged: CreateCampaign = serde_json::from_value(merged).map_err(|error| {
         ApiError::unprocessable(
             "invalid_settings",
-            format!("the settings are invalid: {error}"),
+            format!(
+                "the settings are invalid: {}",
+                crate::problem::redact_digits(&error.to_string())
+            ),
         )
     })?;
     let update = new_campaign(&merged, campaign.partner_id, campaign.client_id)?;

@@ -154,7 +154,7 @@ pub async fn exclude_contacts(
             _ => {
                 return Err(ApiError::unprocessable(
                     "invalid_exclusion_reason",
-                    format!("{reason:?} is not a block reason that exclusion resolves; use a reason from the validation report"),
+                    format!("{} is not a block reason that exclusion resolves; use a reason from the validation report", crate::problem::redact_digits(&format!("{reason:?}"))),
                 ))
             }
         }

@@ -7,7 +7,7 @@ use outbound_domain::retry::{NextStep, Outcome};
 use outbound_persistence::attempts;
 use outbound_persistence::contacts;
 
-use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem::{redact_digits, ApiError, ApiResult, Problem};
 use crate::signing::{verify, SIGNATURE_HEADER};
 use crate::state::AppState;
 use crate::voice::{CallEvent, CallEventType, EventAck};
@@ -67,7 +67,7 @@ pub async fn receive_event(
             "webhook signature rejected: {error}"
         )));
     }
-    let event: CallEvent = serde_json::from_slice(&body).map_err(|error| {
+    let mut event: CallEvent = serde_json::from_slice(&body).map_err(|error| {
         ApiError::bad_request(
             "invalid_event",
             format!(
@@ -77,6 +77,10 @@ pub async fn receive_event(
             ),
         )
     })?;
+    // The platform's free text is shown in reports and exports, so a number
+    // the recipient or the agent spoke is hidden before it is stored.
+    event.summary = event.summary.as_deref().map(redact_digits);
+    event.end_reason = event.end_reason.as_deref().map(redact_digits);
     let status = record_event(&state, event).await?;
     Ok(web::Json(EventAck {
         status: status.into(),

@@ -1,0 +1,57 @@
+//! Client text that the database cannot store, and error messages and call
+//! results that would otherwise repeat a phone number.
+
+use serde_json::json;
+
+use crate::support::{valid_campaign, TestApp};
+
+#[tokio::test]
+async fn nul_in_campaign_name_is_422() {
+    let app = TestApp::spawn().await;
+    let mut campaign = valid_campaign(app.tenant.project);
+    campaign["name"] = json!("Winter\u{0}offer");
+    let (status, body) = app.post("/v1/campaigns", &app.admin(), campaign).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "invalid_character", "{body}");
+    let campaigns: i64 = sqlx::query_scalar("SELECT count(*) FROM campaigns")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count campaigns");
+    assert_eq!(campaigns, 0, "nothing is written");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn json_type_error_hides_number() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .post(
+            &format!("/v1/clients/{}/suppressions", app.tenant.client),
+            &app.admin(),
+            json!({ "number": 491_570_110, "reason": "asked by phone" }),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "invalid_body", "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(!detail.contains("491570110"), "{detail}");
+    assert!(detail.contains("expected"), "the reason stays: {detail}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn exclusion_reason_error_hides_number() {
+    let app = TestApp::spawn().await;
+    let campaign = app.create_campaign(json!({})).await;
+    let (status, body) = app
+        .post(
+            &format!("/v1/campaigns/{campaign}/exclusions"),
+            &app.admin(),
+            json!({ "reasons": ["+61 491 570 156"] }),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(!detail.contains("570"), "{detail}");
+    app.finish().await;
+}

@@ -55,3 +55,29 @@ async fn exclusion_reason_error_hides_number() {
     assert!(!detail.contains("570"), "{detail}");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn misspelt_window_day_rejected() {
+    let app = TestApp::spawn().await;
+    for (field, value) in [
+        (
+            "calling_window",
+            json!({ "weekday": { "start": "09:00", "end": "17:00" } }),
+        ),
+        ("retry_policy", json!({ "busy_minute": 30 })),
+    ] {
+        let mut campaign = valid_campaign(app.tenant.project);
+        campaign[field] = value;
+        let (status, body) = app.post("/v1/campaigns", &app.admin(), campaign).await;
+        assert_eq!(status, 400, "{field}: {body}");
+        assert_eq!(body["code"], "invalid_body", "{field}: {body}");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("unknown field"), "{field}: {detail}");
+    }
+    let campaigns: i64 = sqlx::query_scalar("SELECT count(*) FROM campaigns")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count campaigns");
+    assert_eq!(campaigns, 0, "nothing is written");
+    app.finish().await;
+}

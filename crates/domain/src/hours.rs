@@ -565,6 +565,7 @@ mod tests {
 
 /// One day's hours as sent and stored: `{"start": "09:00", "end": "17:00"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DayWindowSpec {
     #[schema(example = "09:00")]
     pub start: String,
@@ -573,8 +574,9 @@ pub struct DayWindowSpec {
 }
 
 /// A calling window as sent and stored. A missing or null day means no calls
-/// that day.
+/// that day, so a misspelt day name is rejected rather than read as missing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CallingWindowSpec {
     pub weekdays: Option<DayWindowSpec>,
     pub saturday: Option<DayWindowSpec>,

@@ -56,8 +56,10 @@ impl Outcome {
     }
 }
 
-/// Minutes to wait before retrying after each outcome; `None` means no retry.
+/// Minutes to wait before retrying after each outcome; `None` means no retry,
+/// so a misspelt outcome name is rejected rather than read as missing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     pub busy_minutes: Option<u32>,
     pub no_answer_minutes: Option<u32>,

@@ -81,3 +81,48 @@ async fn misspelt_window_day_rejected() {
     assert_eq!(campaigns, 0, "nothing is written");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn patch_needs_json_content_type() {
+    let app = TestApp::spawn().await;
+    let campaign = app.create_campaign(json!({})).await;
+    let response = app
+        .http
+        .patch(app.url(&format!("/v1/campaigns/{campaign}")))
+        .bearer_auth(app.admin())
+        .header("If-Match", "*")
+        .header("Content-Type", "text/plain")
+        .body(r#"{"name":"Spring offer"}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 415);
+    let body: serde_json::Value = response.json().await.expect("problem body");
+    assert_eq!(body["code"], "unsupported_media_type", "{body}");
+    let (status, stored) = app
+        .get(&format!("/v1/campaigns/{campaign}"), &app.admin())
+        .await;
+    assert_eq!(status, 200, "{stored}");
+    assert_ne!(stored["name"], "Spring offer", "nothing is changed");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn long_suppression_reason_rejected() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .post(
+            &format!("/v1/clients/{}/suppressions", app.tenant.client),
+            &app.admin(),
+            json!({ "number": "0491 570 110", "reason": "x".repeat(501) }),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "invalid_reason", "{body}");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM suppressions")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count suppressions");
+    assert_eq!(stored, 0, "nothing is written");
+    app.finish().await;
+}

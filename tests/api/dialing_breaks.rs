@@ -944,3 +944,24 @@ async fn dialing_summary_hides_spoken_numbers() {
     app.finish().await;
     platform.stop().await;
 }
+
+/// Events with a negative duration or an event id over 200 characters are
+/// rejected before any attempt is looked up.
+#[tokio::test]
+async fn dialing_event_bad_fields_rejected() {
+    let app = TestApp::spawn_with(Options::default()).await;
+    for (field, value) in [
+        ("duration_seconds", json!(-50)),
+        ("event_id", json!("e".repeat(201))),
+    ] {
+        let mut event: Value =
+            serde_json::from_slice(&event(Uuid::new_v4(), "ended", Some("answered")))
+                .expect("event json");
+        event[field] = value;
+        let body = serde_json::to_vec(&event).expect("serialise event");
+        let (status, reply) = post_signed(&app, &body).await;
+        assert_eq!(status, 422, "{field}: {reply}");
+        assert_eq!(reply["code"], "invalid_event", "{field}: {reply}");
+    }
+    app.finish().await;
+}

@@ -77,6 +77,7 @@ impl CallEventType {
 #[serde(deny_unknown_fields)]
 pub struct CallEvent {
     /// Unique per event; repeats are acknowledged and ignored.
+    #[schema(min_length = 1, max_length = 200)]
     pub event_id: String,
     pub attempt_id: Uuid,
     pub call_id: Option<String>,
@@ -85,6 +86,7 @@ pub struct CallEvent {
     /// Required for `ended`.
     pub outcome: Option<Outcome>,
     pub end_reason: Option<String>,
+    #[schema(minimum = 0)]
     pub duration_seconds: Option<i32>,
     /// A short call summary without transcripts or phone numbers.
     pub summary: Option<String>,

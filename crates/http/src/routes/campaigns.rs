@@ -401,6 +401,7 @@ const IMMUTABLE_FIELDS: [&str; 2] = ["project_id", "call_type"];
         (status = 404, description = "No such campaign for this caller", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Campaign state does not allow this change", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match does not match the current ETag", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is neither application/merge-patch+json nor application/json (`unsupported_media_type`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid settings", body = Problem, content_type = "application/problem+json"),
         (status = 428, description = "If-Match is missing", body = Problem, content_type = "application/problem+json"),
     ),
@@ -416,6 +417,22 @@ pub async fn update_campaign(
 ) -> ApiResult<HttpResponse> {
     let scope = principal.write_scope()?;
     let id = parse_uuid(&path, "campaign")?;
+    let media_type = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(|value| value.trim().to_ascii_lowercase());
+    if !matches!(
+        media_type.as_deref(),
+        Some("application/merge-patch+json" | "application/json")
+    ) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "this endpoint takes a JSON merge patch; send it with `Content-Type: application/merge-patch+json` or `application/json`",
+        ));
+    }
     let patch: serde_json::Value = serde_json::from_slice(&body).map_err(|error| {
         ApiError::bad_request(
             "invalid_body",

@@ -118,7 +118,7 @@ fn audit_entry<'a>(
         (status = 401, description = "Missing or invalid credentials", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role may not change suppressions", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such client for this caller", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid number", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid number, or a reason over 500 characters", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -145,7 +145,13 @@ pub async fn add_suppression(
         .as_deref()
         .map(str::trim)
         .filter(|r| !r.is_empty())
-        .map(|r| r.chars().take(500).collect::<String>());
+        .map(str::to_owned);
+    if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+        return Err(ApiError::unprocessable(
+            "invalid_reason",
+            "reason must be at most 500 characters",
+        ));
+    }
     let full_index = state.keyring.phone_index_array(number.e164.as_str());
     let index = stored_index(&full_index);
     // The fingerprint uses the whole blind index, so the stored replay record

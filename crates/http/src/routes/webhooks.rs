@@ -79,6 +79,18 @@ pub async fn receive_event(
     })?;
     // The platform's free text is shown in reports and exports, so a number
     // the recipient or the agent spoke is hidden before it is stored.
+    if event.duration_seconds.is_some_and(|seconds| seconds < 0) {
+        return Err(ApiError::unprocessable(
+            "invalid_event",
+            "duration_seconds must be zero or more",
+        ));
+    }
+    if event.event_id.is_empty() || event.event_id.chars().count() > 200 {
+        return Err(ApiError::unprocessable(
+            "invalid_event",
+            "event_id must be 1 to 200 characters",
+        ));
+    }
     event.summary = event.summary.as_deref().map(redact_digits);
     event.end_reason = event.end_reason.as_deref().map(redact_digits);
     let status = record_event(&state, event).await?;

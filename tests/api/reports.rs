@@ -158,12 +158,13 @@ async fn retry_wait_sets_next_eligible_time() {
     );
     let (status, import) = app.import_csv(&campaign, &csv).await;
     assert_eq!(status, 201, "{import}");
-    let retry_at = chrono::Utc::now() + chrono::Duration::days(10);
-    sqlx::query("UPDATE contacts SET next_attempt_at = $1")
-        .bind(retry_at)
-        .execute(&app.pool)
-        .await
-        .expect("schedule a retry");
+    // Read back as stored, because PostgreSQL keeps microseconds only.
+    let retry_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "UPDATE contacts SET next_attempt_at = now() + interval '10 days' RETURNING next_attempt_at",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("schedule a retry");
 
     let (status, page) = app
         .get(&format!("/v1/campaigns/{campaign}/contacts"), &app.admin())

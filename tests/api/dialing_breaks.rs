@@ -16,9 +16,6 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use chrono::{DateTime, Utc};
-use outbound_domain::eligibility::{CampaignRules, Rules};
-use outbound_domain::hours::CallType;
-use outbound_domain::zone::ANYWHERE;
 use outbound_http::clock::Clock;
 use outbound_http::signing::{sign, verify, SIGNATURE_HEADER};
 use outbound_http::voice::CallRequest;
@@ -26,6 +23,7 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
+use crate::support::first_calling_minute;
 use crate::support::{Options, TestApp, VOICE_SECRET};
 
 /// Upper bound of every wait in these tests.
@@ -39,19 +37,6 @@ const OPEN_STATES: &str = "('handing_over', 'handed_over', 'connected')";
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// The first instant from now on when a mobile anywhere in Australia may
-/// receive a telemarketing call.
-fn first_calling_minute() -> DateTime<Utc> {
-    let now = Utc::now();
-    Rules::default()
-        .next_open(
-            &ANYWHERE,
-            &CampaignRules::defaults(CallType::Telemarketing),
-            now,
-        )
-        .unwrap_or(now)
-}
 
 /// A contact file whose recipients were washed `not_registered` on the
 /// Sydney date of `at`.
@@ -820,9 +805,9 @@ async fn dialing_webhook_ignores_forwarded_headers() {
     platform.stop().await;
 }
 
-/// A server without the platform secret says so, refuses every webhook and
-/// claims no contact: failing its calls would spend each contact's attempts
-/// on calls that never happen.
+/// A server without the platform secret logs a warning, rejects every
+/// webhook and claims no contact. Failing its calls would spend each
+/// contact's attempts on calls that never happen.
 #[tokio::test]
 async fn dialing_without_secret_claims_nothing() {
     let platform = Platform::start(&[]);

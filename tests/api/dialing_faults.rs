@@ -2,7 +2,7 @@
 //! the real binary share one database and call a simulated voice platform
 //! that adds latency, responds late or never, and drops, repeats and reorders
 //! call events. The platform reaches the servers through a small proxy that
-//! stands in for a load balancer, so events still arrive when one server dies.
+//! acts as a load balancer, so events still arrive when one server dies.
 //!
 //! While a campaign runs, the tests sample the database for calls in progress
 //! above capacity, contacts with two open attempts and attempts beyond the
@@ -20,23 +20,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
 use chrono::{DateTime, Utc};
-use outbound_domain::eligibility::{CampaignRules, Rules};
-use outbound_domain::hours::CallType;
-use outbound_domain::zone::ANYWHERE;
 use outbound_http::simulator::{Delivery, Faults, Ledger, SimulatorConfig, SimulatorState};
-use outbound_persistence::keys::KeyFile;
 use rand::Rng;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::support::{
-    create_tenant, fresh_database, token_for, valid_campaign, Tenant, AUDIENCE, ISSUER, JWT_SECRET,
+    create_tenant, fresh_database, token_for, valid_campaign, Tenant, AUDIENCE, ISSUER,
     VOICE_SECRET,
 };
+use crate::support::{database_url, first_calling_minute, write_test_key_file};
 
 /// Server processes sharing the database.
 const PROCESSES: usize = 3;
@@ -63,18 +58,6 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 
 const OPEN_STATES: &str = "('handing_over', 'handed_over', 'connected')";
 
-/// The first minute when a mobile anywhere in Australia may receive a
-/// telemarketing call.
-fn first_calling_minute() -> DateTime<Utc> {
-    Rules::default()
-        .next_open(
-            &ANYWHERE,
-            &CampaignRules::defaults(CallType::Telemarketing),
-            Utc::now(),
-        )
-        .expect("a calling minute exists")
-}
-
 /// Mobiles from ACMA's fictitious range 0491 572 000 onwards, washed on the
 /// campaign clock's first day.
 fn contacts_csv(start: DateTime<Utc>) -> String {
@@ -100,29 +83,6 @@ fn faults() -> Faults {
         reorder_events: true,
         results_only: false,
     }
-}
-
-/// A key file with the test keys, so the test can mint tokens and sign events.
-fn write_key_file(path: &Path) {
-    let key_file = KeyFile {
-        data_keys: [("test1".to_owned(), BASE64.encode([11u8; 32]))]
-            .into_iter()
-            .collect(),
-        active_data_key: "test1".into(),
-        blind_index_key: BASE64.encode([22u8; 32]),
-        voice_platform_secret: Some(BASE64.encode(VOICE_SECRET)),
-        jwt_hs256_secret: Some(BASE64.encode(JWT_SECRET)),
-    };
-    key_file.write_new(path).expect("write the key file");
-}
-
-fn database_url(database: &str) -> String {
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| outbound_persistence::db::DEFAULT_DATABASE_URL.to_owned());
-    let (server, _) = base
-        .rsplit_once('/')
-        .expect("DATABASE_URL names a database");
-    format!("{server}/{database}")
 }
 
 // ---------------------------------------------------------------------------
@@ -230,7 +190,7 @@ impl Servers {
         clock_start: DateTime<Utc>,
     ) -> Self {
         let key_file = work.join("keys.json");
-        write_key_file(&key_file);
+        write_test_key_file(&key_file);
         let mut children = Vec::new();
         let mut address_files = Vec::new();
         for index in 0..PROCESSES {

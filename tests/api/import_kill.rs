@@ -24,17 +24,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
-use outbound_persistence::keys::KeyFile;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::support::{
     create_tenant, drop_database, fresh_database, token_for, valid_campaign, AUDIENCE, ISSUER,
-    JWT_SECRET, VOICE_SECRET,
 };
+use crate::support::{database_url, write_test_key_file};
 
 /// Valid rows at the start of the file: more than one batch of contacts
 /// (32,768 rows), so a `COPY` of contacts runs before the job is blocked.
@@ -65,28 +62,6 @@ fn large_file() -> String {
     csv
 }
 
-fn write_key_file(path: &Path) {
-    let key_file = KeyFile {
-        data_keys: [("test1".to_owned(), BASE64.encode([11u8; 32]))]
-            .into_iter()
-            .collect(),
-        active_data_key: "test1".into(),
-        blind_index_key: BASE64.encode([22u8; 32]),
-        voice_platform_secret: Some(BASE64.encode(VOICE_SECRET)),
-        jwt_hs256_secret: Some(BASE64.encode(JWT_SECRET)),
-    };
-    key_file.write_new(path).expect("write the key file");
-}
-
-fn database_url(database: &str) -> String {
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| outbound_persistence::db::DEFAULT_DATABASE_URL.to_owned());
-    let (server, _) = base
-        .rsplit_once('/')
-        .expect("DATABASE_URL names a database");
-    format!("{server}/{database}")
-}
-
 /// One `outbound serve` process; dropping it kills the process.
 struct Server {
     child: Option<Child>,
@@ -98,7 +73,7 @@ impl Server {
     async fn start(work: &Path, database: &str, name: &str) -> Self {
         let key_file = work.join("keys.json");
         if !key_file.exists() {
-            write_key_file(&key_file);
+            write_test_key_file(&key_file);
         }
         let address_file = work.join(format!("{name}.address"));
         let spool = work.join("spool");

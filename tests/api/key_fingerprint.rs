@@ -12,6 +12,7 @@ use base64::Engine;
 use outbound_persistence::key_check::{verify_and_record, KeyCheckError};
 use outbound_persistence::keys::KeyFile;
 
+use crate::support::database_url;
 use crate::support::{test_keyring, TestApp, AUDIENCE, ISSUER, JWT_SECRET, VOICE_SECRET};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -29,15 +30,6 @@ fn key_file(data_keys: &[(&str, u8)], active: &str, blind: u8) -> KeyFile {
         voice_platform_secret: Some(BASE64.encode(VOICE_SECRET)),
         jwt_hs256_secret: Some(BASE64.encode(JWT_SECRET)),
     }
-}
-
-fn database_url(database: &str) -> String {
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| outbound_persistence::db::DEFAULT_DATABASE_URL.to_owned());
-    let (server, _) = base
-        .rsplit_once('/')
-        .expect("DATABASE_URL names a database");
-    format!("{server}/{database}")
 }
 
 fn work_folder() -> PathBuf {
@@ -182,7 +174,7 @@ fn assert_no_key_material(stderr: &str, files: &[&KeyFile]) {
     }
 }
 
-/// A test app whose database holds one imported contact sealed under the
+/// A test app whose database contains one imported contact sealed under the
 /// harness's data key `test1`.
 async fn app_with_a_contact() -> TestApp {
     let app = TestApp::spawn().await;

@@ -118,6 +118,50 @@ pub fn test_keyring() -> Keyring {
         .expect("valid test keys")
 }
 
+/// Writes a key file with the keys of [`test_keyring`] and the test secrets,
+/// for tests that start `outbound serve` processes and mint their tokens.
+pub fn write_test_key_file(path: &std::path::Path) {
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use base64::Engine;
+
+    let key_file = outbound_persistence::keys::KeyFile {
+        data_keys: [("test1".to_owned(), BASE64.encode([11u8; 32]))]
+            .into_iter()
+            .collect(),
+        active_data_key: "test1".into(),
+        blind_index_key: BASE64.encode([22u8; 32]),
+        voice_platform_secret: Some(BASE64.encode(VOICE_SECRET)),
+        jwt_hs256_secret: Some(BASE64.encode(JWT_SECRET)),
+    };
+    key_file.write_new(path).expect("write the key file");
+}
+
+/// Returns the URL of `database` on the test PostgreSQL server.
+pub fn database_url(database: &str) -> String {
+    let base = server_url();
+    let (server, _) = base
+        .rsplit_once('/')
+        .expect("DATABASE_URL names a database");
+    format!("{server}/{database}")
+}
+
+/// Returns the first instant from now on when a mobile anywhere in Australia
+/// may receive a telemarketing call, as the demo's clock does.
+pub fn first_calling_minute() -> chrono::DateTime<chrono::Utc> {
+    use outbound_domain::eligibility::{CampaignRules, Rules};
+    use outbound_domain::hours::CallType;
+    use outbound_domain::zone::ANYWHERE;
+
+    let now = chrono::Utc::now();
+    Rules::default()
+        .next_open(
+            &ANYWHERE,
+            &CampaignRules::defaults(CallType::Telemarketing),
+            now,
+        )
+        .unwrap_or(now)
+}
+
 /// How a test server runs.
 #[derive(Clone)]
 pub struct Options {

@@ -13,9 +13,6 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use chrono::{DateTime, Datelike, Timelike, Utc, Weekday};
-use outbound_domain::eligibility::{CampaignRules, Rules};
-use outbound_domain::hours::CallType;
-use outbound_domain::zone::ANYWHERE;
 use outbound_http::clock::Clock;
 use outbound_http::server::start_simulator;
 use outbound_http::signing::{sign, verify, SIGNATURE_HEADER};
@@ -24,6 +21,7 @@ use outbound_http::voice::CallRequest;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::support::first_calling_minute;
 use crate::support::{create_tenant, token_for, valid_campaign, Options, TestApp, VOICE_SECRET};
 
 /// How long a campaign may take to finish on the accelerated clock.
@@ -57,19 +55,6 @@ const REJECTED: (&str, &str) = ("0491 573 737", "0491573737");
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// Returns the first instant from now on when a mobile anywhere in Australia
-/// may receive a telemarketing call, as the demo's clock does.
-fn first_calling_minute() -> DateTime<Utc> {
-    let now = Utc::now();
-    Rules::default()
-        .next_open(
-            &ANYWHERE,
-            &CampaignRules::defaults(CallType::Telemarketing),
-            now,
-        )
-        .unwrap_or(now)
-}
 
 /// Formats the Australia/Sydney date of `at` as `YYYY-MM-DD`.
 fn sydney_date(at: DateTime<Utc>) -> String {

@@ -169,9 +169,9 @@ impl Pause {
     }
 }
 
-/// Whether this process can hand calls over and receive their results: a
-/// process without the platform's URL or secret would only fail attempts and
-/// spend each contact's budget, so it claims nothing.
+/// Returns whether this process can hand calls over and receive their
+/// results. A process without the platform's URL or secret would only fail
+/// attempts and spend each contact's budget, so it claims nothing.
 fn platform_configured(state: &AppState) -> bool {
     state.voice.platform_url.is_some() && state.voice.secret.is_some()
 }
@@ -234,8 +234,8 @@ async fn expire_lost_results(state: &AppState) -> anyhow::Result<usize> {
         if !is_open(&attempt.state) {
             continue;
         }
-        // An attempt still `handing_over` never got the platform's answer to
-        // its call request; any other open attempt got no result.
+        // An attempt still `handing_over` never got the platform's response
+        // to its call request. Any other open attempt got no result.
         let end_reason = if attempt.state == "handing_over" {
             "handover_lost"
         } else {
@@ -509,7 +509,7 @@ async fn hand_over(
                     .handovers
                     .with_label_values(&["lost"])
                     .inc();
-                tracing::warn!(%attempt_id, %campaign_id, reason, "the voice platform's answer to a call request was lost; the attempt stays open until an event or the result timeout");
+                tracing::warn!(%attempt_id, %campaign_id, reason, "the voice platform's response to a call request was lost; the attempt stays open until an event arrives or the result timeout passes");
             }
         }
     }
@@ -530,8 +530,8 @@ async fn hand_over(
 }
 
 /// Closes an attempt whose call request the platform certainly did not take,
-/// unless an event already moved it on: a `started` or `ended` event proves
-/// the platform took the call, and the result then comes by webhook or the
+/// unless an event already moved it on. A `started` or `ended` event proves
+/// that the platform took the call, so its result comes by webhook or the
 /// result timeout.
 async fn record_failed_handover(
     transaction: &mut PgConnection,

@@ -140,10 +140,10 @@ pub struct VoiceSimArgs {
     /// Longest real time from a call request to its ended event, in milliseconds.
     #[arg(long, default_value_t = 1_500)]
     pub call_max_ms: u64,
-    /// Shortest extra delay before answering a call request, in milliseconds.
+    /// Shortest extra delay before responding to a call request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_min_ms: u64,
-    /// Longest extra delay before answering a call request, in milliseconds
+    /// Longest extra delay before responding to a call request, in milliseconds
     /// (0 adds none).
     #[arg(long, default_value_t = 0)]
     pub latency_max_ms: u64,
@@ -177,7 +177,7 @@ pub struct VoiceSimArgs {
 }
 
 impl VoiceSimArgs {
-    /// The simulator's faults, after checking every rate and range.
+    /// Returns the simulator's faults after checking every rate and range.
     fn faults(&self) -> anyhow::Result<outbound_http::simulator::Faults> {
         for (flag, rate) in [
             ("--failure-rate", self.failure_rate),
@@ -247,8 +247,8 @@ pub fn load_secrets(key_file: Option<&Path>, development: bool) -> anyhow::Resul
 /// the ones the database was created with.
 pub const KEY_MISMATCH_EXIT_CODE: u8 = 3;
 
-/// The loaded keys do not fit the database; the message says how to fix it
-/// and names no key material.
+/// An error for loaded keys that do not match the database. Its message
+/// explains how to fix it and names no key material.
 #[derive(Debug)]
 pub struct KeyMismatch(String);
 

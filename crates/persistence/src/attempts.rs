@@ -599,7 +599,7 @@ pub enum ContactStep<'a> {
 }
 
 impl<'a> ContactStep<'a> {
-    /// The contact's state after the step.
+    /// Returns the contact's state after the step.
     fn contact_state(self) -> &'static str {
         match self {
             ContactStep::Requeue(_) => "pending",

@@ -130,13 +130,13 @@ impl Keyring {
         &self.active_key_id
     }
 
-    /// Whether a data key with this id is loaded.
+    /// Returns whether a data key with this id is loaded.
     pub fn has_data_key(&self, key_id: &str) -> bool {
         self.ciphers.contains_key(key_id)
     }
 
     /// A non-secret fingerprint of the blind-index key: HMAC-SHA256 of a fixed
-    /// label under it. It tells keys apart without revealing the key or
+    /// label under it. It distinguishes keys without revealing the key or
     /// letting anyone compute a blind index.
     pub fn blind_index_fingerprint(&self) -> [u8; 32] {
         fingerprint(&self.blind_index_key, BLIND_INDEX_FINGERPRINT_LABEL, b"")
@@ -403,7 +403,7 @@ mod tests {
     }
 
     #[test]
-    fn fingerprints_tell_keys_apart_and_are_no_blind_index() {
+    fn fingerprints_differ_per_key() {
         let one = keyring();
         let same = keyring();
         let other =

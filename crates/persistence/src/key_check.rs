@@ -21,7 +21,8 @@ pub enum KeyCheckError {
     /// The blind-index key differs from the one the database was created with.
     #[error("the blind-index key differs from the one this database was created with")]
     BlindIndexMismatch,
-    /// Loaded data keys whose ids the database knows with other key material.
+    /// Loaded data keys whose ids the database has recorded with other key
+    /// material.
     #[error("data keys {0:?} differ from the keys with the same ids that this database's contacts were sealed with")]
     DataKeyMismatch(Vec<String>),
     /// Data key ids that stored contacts were sealed under but are not loaded.
@@ -35,7 +36,7 @@ pub enum KeyCheckError {
 /// records those still missing. Nothing is recorded when the check fails.
 ///
 /// # Errors
-/// Fails when a key differs from the one the database knows under the same
+/// Fails when a key differs from the one the database recorded under the same
 /// purpose or id, when stored contacts were sealed under a data key that is
 /// not loaded, or when the database fails.
 pub async fn verify_and_record(pool: &PgPool, keyring: &Keyring) -> Result<(), KeyCheckError> {
@@ -119,8 +120,8 @@ pub async fn verify_and_record(pool: &PgPool, keyring: &Keyring) -> Result<(), K
     Ok(())
 }
 
-/// Whether the blind-index fingerprint stored in the database is the
-/// keyring's; `false` when none is stored yet.
+/// Returns whether the blind-index fingerprint stored in the database is the
+/// keyring's, and `false` when none is stored yet.
 ///
 /// # Errors
 /// Fails when the database fails.

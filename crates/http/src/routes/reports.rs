@@ -622,7 +622,7 @@ pub async fn campaign_timeline(
 }
 
 /// Why a pending contact is not called now and when it next may be: the
-/// block is the rules' answer at `now`, and the instant is the first one the
+/// block is the rules' decision at `now`, and the instant is the first one the
 /// rules allow from its scheduled retry on, so a contact waiting for a retry
 /// never shows an earlier time than the dispatcher will use.
 fn pending_schedule(campaign: &Campaign, record: &ContactRecord, now: DateTime<Utc>) -> Decision {

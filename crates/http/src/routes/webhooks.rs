@@ -131,7 +131,7 @@ fn recording_status(recording: attempts::EventRecording) -> ApiResult<&'static s
         attempts::EventRecording::Duplicate => Ok("duplicate"),
         attempts::EventRecording::AttemptNotFound => Err(ApiError::not_found("attempt")),
         // The batcher hands changed attempts back to the locking path, so
-        // this response only asks the platform to send the event again.
+        // this response only requests that the platform send the event again.
         attempts::EventRecording::Changed => Err(ApiError::new(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
             "attempt_changed",

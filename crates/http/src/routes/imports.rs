@@ -567,9 +567,18 @@ pub async fn get_import(
                 .ok_or_else(|| ApiError::not_found("import"))?;
         }
     }
-    let inline = INLINE_ISSUES as i64;
-    let errors = imports::issues_of_severity(&state.pool, import_id, "error", inline).await?;
-    let warnings = imports::issues_of_severity(&state.pool, import_id, "warning", inline).await?;
+    // Issues commit with the import, so only a completed import has any. A
+    // poll of a running job would otherwise walk past every uncommitted
+    // issue entry in the index.
+    let (errors, warnings) = if record.state == "completed" {
+        let inline = INLINE_ISSUES as i64;
+        (
+            imports::issues_of_severity(&state.pool, import_id, "error", inline).await?,
+            imports::issues_of_severity(&state.pool, import_id, "warning", inline).await?,
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     Ok(web::Json(ImportResult::stored(&record, &errors, &warnings)))
 }
 

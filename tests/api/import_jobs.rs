@@ -1080,13 +1080,14 @@ async fn contact_with_unknown_parent_rejected() {
         .execute(&app.pool)
     };
 
+    // An unknown campaign has no partition of contacts to hold the row.
     let error = insert(uuid::Uuid::new_v4().to_string(), import_id.clone())
         .await
         .expect_err("unknown campaign refused");
     assert_eq!(
         error.as_database_error().and_then(|e| e.code()).as_deref(),
-        Some("23503"),
-        "foreign key violation for an unknown campaign"
+        Some("23514"),
+        "no partition for an unknown campaign"
     );
     let error = insert(campaign.clone(), uuid::Uuid::new_v4().to_string())
         .await
@@ -1115,6 +1116,195 @@ async fn contact_with_unknown_parent_rejected() {
         error.as_database_error().and_then(|e| e.code()).as_deref(),
         Some("23503"),
         "a contact cannot move"
+    );
+    app.finish().await;
+}
+
+/// Whether a table named after the campaign's partition exists, and whether
+/// it is attached to `contacts`.
+async fn partition_state(app: &TestApp, campaign: &str) -> (bool, bool) {
+    let name = format!("contacts_{}", campaign.replace('-', ""));
+    sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = $1),
+                EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhrelid
+                         WHERE i.inhparent = 'contacts'::regclass AND p.relname = $1)",
+    )
+    .bind(name)
+    .fetch_one(&app.pool)
+    .await
+    .expect("partition lookup")
+}
+
+#[tokio::test]
+async fn failed_first_import_leaves_no_partition() {
+    let (app, campaign) = spawn_with_limits(job_limits()).await;
+    let mut csv = valid_rows(30);
+    csv.push_str("0491 570 006,\"never closed,Leo\n");
+    let reply = upload(&app, &campaign, csv, None).await;
+    assert_eq!(reply.status, 202, "job accepted: {}", reply.text);
+    let import_id = reply.body["import_id"]
+        .as_str()
+        .expect("import id")
+        .to_owned();
+    let done = wait_for_import(&app, &campaign, &import_id).await;
+    assert_eq!(done["state"], "failed", "state: {done}");
+    assert_eq!(
+        partition_state(&app, &campaign).await,
+        (false, false),
+        "the table of the failed import is gone with its transaction"
+    );
+
+    let reply = upload(&app, &campaign, valid_rows(30), None).await;
+    let import_id = reply.body["import_id"]
+        .as_str()
+        .expect("import id")
+        .to_owned();
+    let done = wait_for_import(&app, &campaign, &import_id).await;
+    assert_eq!(done["state"], "completed", "state: {done}");
+    assert_eq!(
+        partition_state(&app, &campaign).await,
+        (true, true),
+        "the first completed import attaches the campaign's partition"
+    );
+    // The attach reuses the indexes the import built: one per index of contacts.
+    let (indexes, attached): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(i.inhparent) FROM pg_index x
+           LEFT JOIN pg_inherits i ON i.inhrelid = x.indexrelid
+          WHERE x.indrelid = $1::regclass",
+    )
+    .bind(format!("contacts_{}", campaign.replace('-', "")))
+    .fetch_one(&app.pool)
+    .await
+    .expect("index lookup");
+    assert_eq!(indexes, 3, "no index built twice");
+    assert_eq!(attached, 3, "every index belongs to an index of contacts");
+    assert_eq!(
+        contacts(&app, &campaign).await.len(),
+        30,
+        "every row imported"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn later_import_into_partition_finds_duplicates() {
+    let (app, campaign) = spawn_with_limits(ImportLimits::default()).await;
+    let first = upload(&app, &campaign, valid_rows(3), None).await;
+    assert_eq!(first.status, 201, "first import: {}", first.text);
+    // Row 1 repeats the first file's row 2 in another style; row 2 is new.
+    let second = upload(
+        &app,
+        &campaign,
+        "to_number,contact_ref\n0491571001,AGAIN\n0491 571 500,NEW\n",
+        None,
+    )
+    .await;
+    assert_eq!(second.status, 201, "second import: {}", second.text);
+    assert_eq!(second.body["rows_accepted"], 1, "{}", second.text);
+    assert_eq!(
+        second.body["errors"][0]["code"], "duplicate_to_number",
+        "{}",
+        second.text
+    );
+    assert!(
+        second.body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("row 2 of an earlier import")),
+        "the duplicate names the row it repeats: {}",
+        second.text
+    );
+    let listed = contacts(&app, &campaign).await;
+    let refs: Vec<&str> = listed
+        .iter()
+        .map(|contact| contact["contact_ref"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        refs,
+        ["REF-0", "REF-1", "REF-2", "NEW"],
+        "contacts listed in import order, then file order"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn first_import_ignores_attempt_writers() {
+    let (app, campaign) = spawn_with_limits(ImportLimits::default()).await;
+    // Any transaction that writes attempts holds this lock until it ends; a
+    // dialling campaign always has one open. Attaching the partition must
+    // not wait for it.
+    let mut writer = app.pool.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE attempts IN ROW EXCLUSIVE MODE")
+        .execute(&mut *writer)
+        .await
+        .expect("lock attempts");
+    let reply = tokio::time::timeout(
+        Duration::from_secs(20),
+        upload(&app, &campaign, valid_rows(5), None),
+    )
+    .await
+    .expect("the import finishes while attempts are being written");
+    assert_eq!(reply.status, 201, "first import: {}", reply.text);
+    assert_eq!(reply.body["rows_accepted"], 5, "{}", reply.text);
+    writer.rollback().await.expect("rollback");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn issue_rows_need_their_import() {
+    let (app, campaign) = spawn_with_limits(ImportLimits::default()).await;
+    // One row, rejected for its priority: the import has an issue and a
+    // rejected row but no contact.
+    let reply = upload(
+        &app,
+        &campaign,
+        "to_number,priority\n0491 570 156,11\n",
+        None,
+    )
+    .await;
+    assert_eq!(
+        reply.status, 201,
+        "import of a rejected row: {}",
+        reply.text
+    );
+    assert_eq!(reply.body["rows_rejected"], 1, "{}", reply.text);
+    let import_id = reply.body["import_id"]
+        .as_str()
+        .expect("import id")
+        .to_owned();
+
+    for statement in [
+        "INSERT INTO import_issues (import_id, seq, severity, row_number, line, column_name, code, message)
+         VALUES (gen_random_uuid(), 1, 'error', 1, 2, 'priority', 'invalid_priority', 'x')",
+        "INSERT INTO import_rejected_rows (import_id, row_number, line) VALUES (gen_random_uuid(), 1, 2)",
+    ] {
+        let error = sqlx::query(statement)
+            .execute(&app.pool)
+            .await
+            .expect_err("a row of an unknown import is refused");
+        assert_eq!(
+            error.as_database_error().and_then(|e| e.code()).as_deref(),
+            Some("23503"),
+            "foreign key violation for {statement}"
+        );
+    }
+    let error = sqlx::query("UPDATE import_issues SET import_id = gen_random_uuid()")
+        .execute(&app.pool)
+        .await
+        .expect_err("issues stay with their import");
+    assert_eq!(
+        error.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("23503"),
+        "an issue cannot move"
+    );
+    let error = sqlx::query("DELETE FROM imports WHERE id = $1::uuid")
+        .bind(&import_id)
+        .execute(&app.pool)
+        .await
+        .expect_err("an import with issues is kept");
+    assert_eq!(
+        error.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("23503"),
+        "an import with issues cannot be deleted"
     );
     app.finish().await;
 }

@@ -235,14 +235,15 @@ async fn blocked_job_session(pool: &PgPool) -> Option<i32> {
     .expect("read pg_stat_activity")
 }
 
-/// Returns whether session `pid` has the `RowExclusiveLock` on `contacts`. A
-/// session takes it with its first `COPY` of contacts and keeps it until its
-/// transaction ends.
+/// Returns whether session `pid` has written into a table that only its own
+/// transaction can see. A first import creates the table of the campaign's
+/// partition, and its first `COPY` of contacts takes the `RowExclusiveLock`,
+/// kept until the transaction ends.
 async fn wrote_contacts(pool: &PgPool, pid: i32) -> bool {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_locks
-                         WHERE pid = $1 AND relation = 'contacts'::regclass
-                           AND mode = 'RowExclusiveLock' AND granted)",
+        "SELECT EXISTS (SELECT 1 FROM pg_locks l
+                         WHERE l.pid = $1 AND l.locktype = 'relation' AND l.mode = 'RowExclusiveLock'
+                           AND l.granted AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = l.relation))",
     )
     .bind(pid)
     .fetch_one(pool)
@@ -378,6 +379,16 @@ async fn killed_server_leaves_no_partial_import() {
             "no {table} rows of the killed import"
         );
     }
+    let partition_left: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = $1)")
+            .bind(format!("contacts_{}", campaign_id.simple()))
+            .fetch_one(&pool)
+            .await
+            .expect("catalog lookup");
+    assert!(
+        !partition_left,
+        "the table the first import was filling died with its transaction"
+    );
     let state: String = sqlx::query_scalar("SELECT state FROM imports WHERE id = $1")
         .bind(import_uuid)
         .fetch_one(&pool)

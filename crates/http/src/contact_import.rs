@@ -17,7 +17,7 @@ use outbound_domain::phone::is_invisible;
 use outbound_domain::zone::{stored_zone_key, ZoneGroup};
 use outbound_persistence::bulk::{self, CopyBuffer};
 use outbound_persistence::campaigns::Campaign;
-use outbound_persistence::contacts::{self, ContactParents, NewContact};
+use outbound_persistence::contacts::{self, ContactParents, ImportTable, NewContact};
 use outbound_persistence::crypto::{
     blind_index_key, stored_index, Binding, BlindIndexMap, Keyring,
 };
@@ -34,11 +34,11 @@ use crate::problem::{ApiError, ApiResult};
 /// issue is stored and can be paged.
 pub const INLINE_ISSUES: usize = 100;
 
-/// Accepted rows per `COPY` of contacts. Each batch is sorted by blind index
-/// before it is written, so the unique index on `(campaign_id, phone_index)`
-/// is updated in key order. With one million rows of `outbound bench import`
-/// on PostgreSQL 15, that index then cost about half the CPU time it cost with
-/// rows in file order, and all four indexes together about 20% less.
+/// Accepted rows per `COPY` of contacts. A batch into an existing partition
+/// is sorted by blind index before it is written, so its unique index on the
+/// blind index is updated in key order. With one million rows of `outbound
+/// bench import` on PostgreSQL 15, that index then cost about half the CPU
+/// time it cost with rows in file order.
 const CONTACT_BATCH_ROWS: usize = 32 * 1024;
 
 /// Bytes of row issues or rejected rows gathered before they are written.
@@ -145,14 +145,21 @@ struct FirstRow {
 /// Writes one batch inside the import's transaction.
 async fn write_batch(
     connection: &mut PgConnection,
+    table: &ImportTable,
     campaign_id: Uuid,
     import_id: Uuid,
     batch: Batch,
 ) -> sqlx::Result<()> {
-    let (statement, payload) = match batch {
-        Batch::Contacts(payload) => (contacts::CONTACTS_COPY, payload),
-        Batch::Issues(payload) => (imports::ISSUES_COPY, payload),
-        Batch::RejectedRows(payload) => (imports::REJECTED_ROWS_COPY, payload),
+    match batch {
+        Batch::Contacts(payload) => {
+            bulk::copy_in(connection, &table.copy_statement(), &payload).await?;
+        }
+        Batch::Issues(payload) => {
+            bulk::copy_in(connection, imports::ISSUES_COPY, &payload).await?;
+        }
+        Batch::RejectedRows(payload) => {
+            bulk::copy_in(connection, imports::REJECTED_ROWS_COPY, &payload).await?;
+        }
         Batch::StricterRegistry(updates) => {
             let indexes: Vec<Uuid> = updates
                 .iter()
@@ -177,10 +184,8 @@ async fn write_batch(
                 &evidence,
             )
             .await?;
-            return Ok(());
         }
-    };
-    bulk::copy_in(connection, statement, &payload).await?;
+    }
     Ok(())
 }
 
@@ -211,13 +216,26 @@ pub async fn run<S: ByteSource + Send + 'static>(
         .await?;
 
     let (campaign_id, import_id) = (plan.campaign_id, plan.import_id);
+    let table = contacts::prepare_import_table(connection, campaign_id).await?;
+    let key_id = keyring.active_key_id().to_owned();
+    let client_id = plan.client_id;
+    let sort_by_index = table == ImportTable::Contacts;
     let (sender, mut receiver) = mpsc::channel(BATCHES_IN_FLIGHT);
     let reader = tokio::task::spawn_blocking(move || {
-        Processor::new(plan, keyring, existing, progress, sender).run(source)
+        Processor::new(plan, keyring, existing, progress, sender, sort_by_index).run(source)
     });
+    // Stricter registry results update contacts by blind index, which a new
+    // partition can look up only once its indexes are built.
+    let mut deferred = Vec::new();
     let mut written = Ok(());
     while let Some(batch) = receiver.recv().await {
-        if let Err(error) = write_batch(connection, campaign_id, import_id, batch).await {
+        if matches!(table, ImportTable::NewPartition(_))
+            && matches!(batch, Batch::StricterRegistry(_))
+        {
+            deferred.push(batch);
+            continue;
+        }
+        if let Err(error) = write_batch(connection, &table, campaign_id, import_id, batch).await {
             written = Err(ApiError::from(error));
             break;
         }
@@ -227,16 +245,37 @@ pub async fn run<S: ByteSource + Send + 'static>(
         .await
         .map_err(|error| ApiError::internal(&format!("the import reader stopped: {error}")))?;
     written?;
-    read
+    let outcome = read?;
+    if matches!(table, ImportTable::NewPartition(_)) {
+        let parents = ContactParents {
+            campaign_id,
+            client_id,
+            import_id,
+            key_id: &key_id,
+        };
+        contacts::attach_partition(connection, &parents).await?;
+        for batch in deferred {
+            write_batch(
+                connection,
+                &ImportTable::Contacts,
+                campaign_id,
+                import_id,
+                batch,
+            )
+            .await?;
+        }
+    }
+    Ok(outcome)
 }
 
-/// Contact ids in the UUID version 7 layout that increase within one import:
-/// the import's start time in milliseconds, 4 random bytes, then a 48-bit
-/// counter. Ids that increase keep inserts into the primary key at its end.
+/// Contact ids in the UUID version 7 layout that follow the file within one
+/// import: the import's start time in milliseconds, 4 random bytes, then the
+/// row number. A campaign's contacts listed by id are in import order, then
+/// file order, and a later import's ids sort after an earlier one's as long
+/// as the servers' clocks agree to the millisecond.
 struct ContactIds {
     millis: u64,
     random: [u8; 4],
-    counter: u64,
 }
 
 impl ContactIds {
@@ -246,18 +285,13 @@ impl ContactIds {
             .map_or(0, |elapsed| elapsed.as_millis() as u64);
         let mut random = [0u8; 4];
         rand::thread_rng().fill_bytes(&mut random);
-        Self {
-            millis,
-            random,
-            counter: 0,
-        }
+        Self { millis, random }
     }
 
-    fn next_id(&mut self) -> Uuid {
-        self.counter += 1;
+    fn for_row(&self, row: i32) -> Uuid {
         let mut bytes = [0u8; 10];
         bytes[..4].copy_from_slice(&self.random);
-        bytes[4..].copy_from_slice(&self.counter.to_be_bytes()[2..]);
+        bytes[6..].copy_from_slice(&row.to_be_bytes());
         uuid::Builder::from_unix_timestamp_millis(self.millis, &bytes).into_uuid()
     }
 }
@@ -281,6 +315,11 @@ struct Processor {
     progress: Arc<Progress>,
     sender: mpsc::Sender<Batch>,
     ids: ContactIds,
+    /// Whether batches go into `contacts` in blind-index order (see
+    /// [`CONTACT_BATCH_ROWS`]). A new partition's indexes are built once its
+    /// rows are in, by sorting, which is faster when the rows are in id
+    /// order, so its batches keep file order.
+    sort_by_index: bool,
     pending: Vec<PendingContact>,
     issues: CopyBuffer,
     rejected_rows: CopyBuffer,
@@ -304,6 +343,7 @@ impl Processor {
         existing: BlindIndexMap<i32>,
         progress: Arc<Progress>,
         sender: mpsc::Sender<Batch>,
+        sort_by_index: bool,
     ) -> Self {
         Self {
             plan,
@@ -314,6 +354,7 @@ impl Processor {
             progress,
             sender,
             ids: ContactIds::new(),
+            sort_by_index,
             pending: Vec::with_capacity(CONTACT_BATCH_ROWS),
             issues: CopyBuffer::with_capacity(SIDE_BATCH_BYTES),
             rejected_rows: CopyBuffer::with_capacity(SIDE_BATCH_BYTES),
@@ -628,12 +669,14 @@ impl Processor {
             .map_err(|_| writer_stopped())
     }
 
-    /// Seals the pending contacts in blind-index order and sends them.
+    /// Seals the pending contacts and sends them.
     fn flush_contacts(&mut self) -> ApiResult<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        self.pending.sort_unstable_by_key(|pending| pending.index);
+        if self.sort_by_index {
+            self.pending.sort_unstable_by_key(|pending| pending.index);
+        }
         let parents = ContactParents {
             campaign_id: self.plan.campaign_id,
             client_id: self.plan.client_id,
@@ -642,12 +685,8 @@ impl Processor {
         };
         let mut buffer = CopyBuffer::with_capacity(self.pending.len() * CONTACT_COPY_BYTES);
         for pending in self.pending.drain(..) {
-            let contact = seal_contact(
-                &self.keyring,
-                self.ids.next_id(),
-                pending,
-                self.plan.default_max_attempts,
-            );
+            let id = self.ids.for_row(pending.row);
+            let contact = seal_contact(&self.keyring, id, pending, self.plan.default_max_attempts);
             contacts::encode_contact(&mut buffer, &parents, &contact);
         }
         self.send(Batch::Contacts(buffer.finish()))
@@ -757,11 +796,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn contact_ids_increase_within_an_import() {
-        let mut ids = ContactIds::new();
-        let first = ids.next_id();
-        let second = ids.next_id();
-        assert!(second > first);
+    fn contact_ids_follow_the_rows_of_an_import() {
+        let ids = ContactIds::new();
+        let first = ids.for_row(2);
+        let later = ids.for_row(10);
+        assert!(later > first);
+        assert_ne!(ids.for_row(2), ids.for_row(3));
         assert_eq!(first.get_version_num(), 7);
         assert_eq!(first.get_variant(), uuid::Variant::RFC4122);
     }

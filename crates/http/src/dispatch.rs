@@ -358,8 +358,8 @@ async fn claim(state: &AppState, campaign_id: Uuid) -> anyhow::Result<Claim> {
         let gated = gate_claimed(&campaign, claimed, now);
         result.at_capacity = gated.opened.len() as i64 >= free;
         attempts::start_all(&mut *transaction, campaign_id, &gated.opened, now).await?;
-        attempts::defer_all(&mut *transaction, &gated.deferred).await?;
-        attempts::finish_contacts(&mut *transaction, &gated.finished).await?;
+        attempts::defer_all(&mut *transaction, campaign_id, &gated.deferred).await?;
+        attempts::finish_contacts(&mut *transaction, campaign_id, &gated.finished).await?;
         result.gated = gated.deferred.len() + gated.finished.len();
         result.started = gated.started;
     }
@@ -469,6 +469,7 @@ async fn hand_over(
             withdraw(
                 &mut transaction,
                 started.attempt_id,
+                campaign_id,
                 started.contact.record.id,
             )
             .await?;
@@ -571,6 +572,7 @@ async fn record_failed_handover(
 async fn withdraw(
     transaction: &mut PgConnection,
     attempt_id: Uuid,
+    campaign_id: Uuid,
     contact_id: Uuid,
 ) -> sqlx::Result<()> {
     sqlx::query("UPDATE attempts SET state = 'failed', outcome = 'not_placed', end_reason = 'campaign_not_running' WHERE id = $1 AND state = 'handing_over'")
@@ -584,9 +586,10 @@ async fn withdraw(
                                           WHEN final_reason IN ('answered', 'opted_out') THEN 'done' ELSE 'pending' END,
                 final_reason = CASE WHEN (SELECT state FROM campaigns WHERE id = contacts.campaign_id) = 'cancelled' THEN 'campaign_cancelled' ELSE final_reason END,
                 attempts_made = attempts_made - 1
-          WHERE id = $1 AND state = 'dialing'",
+          WHERE id = $1 AND campaign_id = $2 AND state = 'dialing'",
     )
     .bind(contact_id)
+    .bind(campaign_id)
     .execute(&mut *transaction)
     .await?;
     Ok(())

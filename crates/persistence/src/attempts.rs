@@ -43,8 +43,8 @@ pub async fn claim_due(
     let query = format!(
         "SELECT {RECORD_COLUMNS}, c.key_id, c.phone_ciphertext, c.personalisation_ciphertext FROM contacts c
           WHERE c.campaign_id = $1 AND c.state = 'pending'
-            AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= $2)
-          ORDER BY c.priority DESC, c.next_attempt_at NULLS FIRST, c.row_number
+            AND COALESCE(c.next_attempt_at, '-infinity'::timestamptz) <= $2
+          ORDER BY c.priority DESC, COALESCE(c.next_attempt_at, '-infinity'::timestamptz), c.row_number
           LIMIT $3 FOR UPDATE OF c SKIP LOCKED"
     );
     sqlx::query_as(&query)
@@ -59,6 +59,7 @@ pub async fn claim_due(
 /// `(contact id, instant, block reason)` per contact.
 pub async fn defer_all(
     executor: impl PgExecutor<'_>,
+    campaign_id: Uuid,
     deferrals: &[(Uuid, DateTime<Utc>, &str)],
 ) -> sqlx::Result<()> {
     if deferrals.is_empty() {
@@ -71,11 +72,12 @@ pub async fn defer_all(
         "UPDATE contacts c SET next_attempt_at = u.at, blocked_reason = u.reason, next_eligible_at = u.at,
                 updated_at = now()
            FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[]) AS u(id, at, reason)
-          WHERE c.id = u.id",
+          WHERE c.campaign_id = $4 AND c.id = u.id",
     )
     .bind(ids)
     .bind(instants)
     .bind(reasons)
+    .bind(campaign_id)
     .execute(executor)
     .await?;
     Ok(())
@@ -85,6 +87,7 @@ pub async fn defer_all(
 /// `(contact id, reason)` per contact.
 pub async fn finish_contacts(
     executor: impl PgExecutor<'_>,
+    campaign_id: Uuid,
     finished: &[(Uuid, &str)],
 ) -> sqlx::Result<()> {
     if finished.is_empty() {
@@ -96,10 +99,11 @@ pub async fn finish_contacts(
         "UPDATE contacts c SET state = 'done', final_reason = u.reason, blocked_reason = NULL,
                 next_attempt_at = NULL, next_eligible_at = NULL, updated_at = now()
            FROM UNNEST($1::uuid[], $2::text[]) AS u(id, reason)
-          WHERE c.id = u.id",
+          WHERE c.campaign_id = $3 AND c.id = u.id",
     )
     .bind(ids)
     .bind(reasons)
+    .bind(campaign_id)
     .execute(executor)
     .await?;
     Ok(())
@@ -163,7 +167,7 @@ pub async fn start_all(
          )
          UPDATE contacts c SET state = 'dialing', attempts_made = c.attempts_made + 1, blocked_reason = NULL,
                 next_eligible_at = NULL, updated_at = now()
-          WHERE c.id = ANY($4)",
+          WHERE c.campaign_id = $1 AND c.id = ANY($4)",
     )
     .bind(campaign_id)
     .bind(started_at)
@@ -260,7 +264,8 @@ const LOCK_ATTEMPT: &str = "SELECT a.id, a.campaign_id, a.contact_id, a.state, c
         (SELECT e.outcome FROM attempts e
           WHERE e.contact_id = c.id AND e.id <> a.id AND e.outcome IN ('answered', 'opted_out')
           LIMIT 1) AS earlier_final_outcome";
-const LOCK_ATTEMPT_FROM: &str = "FROM attempts a JOIN contacts c ON c.id = a.contact_id
+const LOCK_ATTEMPT_FROM: &str =
+    "FROM attempts a JOIN contacts c ON c.id = a.contact_id AND c.campaign_id = a.campaign_id
         JOIN campaigns k ON k.id = a.campaign_id
   WHERE a.id = $1 FOR UPDATE OF a, c";
 
@@ -271,7 +276,7 @@ pub async fn read_attempts(
     attempt_ids: &[Uuid],
 ) -> sqlx::Result<Vec<AttemptWithContact>> {
     sqlx::query_as(&format!(
-        "{LOCK_ATTEMPT} FROM attempts a JOIN contacts c ON c.id = a.contact_id
+        "{LOCK_ATTEMPT} FROM attempts a JOIN contacts c ON c.id = a.contact_id AND c.campaign_id = a.campaign_id
            JOIN campaigns k ON k.id = a.campaign_id
           WHERE a.id = ANY($1)"
     ))
@@ -480,9 +485,9 @@ pub async fn record_ended_all(
                                         outcome, end_reason, duration_seconds, summary, at, contact_state,
                                         next_attempt_at, final_reason, campaign_state, position)
          ), target AS (
-            SELECT i.* FROM input i
+            SELECT i.*, a.campaign_id FROM input i
               JOIN attempts a ON a.id = i.attempt_id
-              JOIN contacts c ON c.id = i.contact_id
+              JOIN contacts c ON c.id = i.contact_id AND c.campaign_id = a.campaign_id
               JOIN campaigns k ON k.id = a.campaign_id
              WHERE a.contact_id = i.contact_id
                AND a.state = i.attempt_state AND c.state = 'dialing' AND c.attempts_made = i.attempts_made
@@ -505,7 +510,7 @@ pub async fn record_ended_all(
             UPDATE contacts c SET state = p.contact_state, last_outcome = p.outcome,
                    next_attempt_at = p.next_attempt_at, final_reason = COALESCE(p.final_reason, c.final_reason),
                    updated_at = now()
-              FROM applied p WHERE c.id = p.contact_id AND c.state = 'dialing'
+              FROM applied p WHERE c.id = p.contact_id AND c.campaign_id = p.campaign_id AND c.state = 'dialing'
          )
          SELECT EXISTS (SELECT 1 FROM target t WHERE t.position = i.position),
                 EXISTS (SELECT 1 FROM recorded r WHERE r.event_id = i.event_id)
@@ -627,6 +632,7 @@ impl<'a> ContactStep<'a> {
 pub async fn close_and_settle(
     executor: impl PgExecutor<'_>,
     attempt_id: Uuid,
+    campaign_id: Uuid,
     contact_id: Uuid,
     closing: &Closing<'_>,
     step: ContactStep<'_>,
@@ -639,7 +645,7 @@ pub async fn close_and_settle(
          )
          UPDATE contacts SET state = $9, last_outcome = $3, next_attempt_at = $10,
                 final_reason = COALESCE($11, final_reason), updated_at = now()
-          WHERE id = $8 AND state = 'dialing'",
+          WHERE id = $8 AND campaign_id = $12 AND state = 'dialing'",
     )
     .bind(attempt_id)
     .bind(closing.state)
@@ -652,6 +658,7 @@ pub async fn close_and_settle(
     .bind(step.contact_state())
     .bind(step.next_attempt_at())
     .bind(step.final_reason())
+    .bind(campaign_id)
     .execute(executor)
     .await?;
     Ok(())

@@ -47,15 +47,125 @@ pub struct ContactParents<'a> {
     pub key_id: &'a str,
 }
 
-/// `COPY` statement for [`encode_contact`] payloads. Run it inside the
-/// import's transaction, so the whole import becomes visible at once.
-pub const CONTACTS_COPY: &str = "COPY contacts (id, campaign_id, client_id, import_id, key_id, row_number,
-    phone_ciphertext, phone_index, phone_masked, number_type, personalisation_ciphertext, contact_ref, zone_source,
-    zone_key, registry_status, registry_checked_at, registry_evidence, registry_source, consent_type,
-    consent_evidence, consent_given_on, consent_expires_on, exemption, priority, max_attempts)
-    FROM STDIN (FORMAT binary)";
+/// Columns of a contacts `COPY`, in the order [`encode_contact`] writes them.
+const COPY_COLUMNS: &str = "id, campaign_id, client_id, import_id, key_id, row_number, phone_ciphertext,
+    phone_index, phone_masked, number_type, personalisation_ciphertext, contact_ref, zone_source, zone_key,
+    registry_status, registry_checked_at, registry_evidence, registry_source, consent_type, consent_evidence,
+    consent_given_on, consent_expires_on, exemption, priority, max_attempts";
 
-/// Appends one contact to a [`CONTACTS_COPY`] payload.
+/// Where an import writes its contacts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportTable {
+    /// The campaign already has a partition: rows go through `contacts`,
+    /// which updates its indexes row by row.
+    Contacts,
+    /// The campaign's first import: rows go into a new table without
+    /// indexes, named here, which [`attach_partition`] indexes and attaches.
+    NewPartition(String),
+}
+
+impl ImportTable {
+    /// The `COPY ... FROM STDIN (FORMAT binary)` statement for
+    /// [`encode_contact`] payloads into this table. Run it inside the
+    /// import's transaction, so the whole import becomes visible at once.
+    pub fn copy_statement(&self) -> String {
+        let table = match self {
+            Self::Contacts => "contacts",
+            Self::NewPartition(name) => name,
+        };
+        format!("COPY {table} ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)")
+    }
+}
+
+/// Name of the partition of `contacts` that holds a campaign's contacts.
+pub fn partition_name(campaign_id: Uuid) -> String {
+    format!("contacts_{}", campaign_id.simple())
+}
+
+/// Chooses where an import into `campaign_id` writes, and creates the table
+/// of a first import. Call it inside the import's transaction with the
+/// campaign row locked, so the new table is seen by no one else until commit.
+pub async fn prepare_import_table(
+    connection: &mut PgConnection,
+    campaign_id: Uuid,
+) -> sqlx::Result<ImportTable> {
+    let name = partition_name(campaign_id);
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhrelid
+                         WHERE i.inhparent = 'contacts'::regclass AND p.relname = $1)",
+    )
+    .bind(&name)
+    .fetch_one(&mut *connection)
+    .await?;
+    if exists {
+        return Ok(ImportTable::Contacts);
+    }
+    sqlx::query(&format!(
+        "CREATE TABLE {name} (LIKE contacts INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+    ))
+    .execute(&mut *connection)
+    .await?;
+    Ok(ImportTable::NewPartition(name))
+}
+
+/// Memory for each index build of [`attach_partition`]. PostgreSQL gives each
+/// process of a parallel build at least 32 MB, so the default 64 MB allows one
+/// worker besides the leader and 128 MB allows the default two.
+const INDEX_BUILD_MEMORY: &str = "128MB";
+
+/// Indexes the table of a campaign's first import and attaches it as the
+/// campaign's partition of `contacts`.
+///
+/// The statement trigger that checks the references of new contacts does not
+/// fire for this table, so the same check runs here once. A check constraint
+/// then holds every row of the partition to the campaign and its client.
+///
+/// # Errors
+/// Fails when the import, campaign and client do not exist together, and
+/// with whatever PostgreSQL reports otherwise; the transaction is then aborted.
+pub async fn attach_partition(
+    connection: &mut PgConnection,
+    parents: &ContactParents<'_>,
+) -> sqlx::Result<()> {
+    let references_exist: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM imports i JOIN campaigns c ON c.id = i.campaign_id
+                         WHERE i.id = $1 AND c.id = $2 AND c.client_id = $3)",
+    )
+    .bind(parents.import_id)
+    .bind(parents.campaign_id)
+    .bind(parents.client_id)
+    .fetch_one(&mut *connection)
+    .await?;
+    if !references_exist {
+        return Err(sqlx::Error::Protocol(
+            "the import, campaign and client of the new contacts do not exist together".into(),
+        ));
+    }
+    let name = partition_name(parents.campaign_id);
+    let (campaign, client) = (parents.campaign_id, parents.client_id);
+    let statements = [
+        format!("SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"),
+        format!("ALTER TABLE {name} ADD CONSTRAINT {name}_pkey PRIMARY KEY (id, campaign_id)"),
+        format!("ALTER TABLE {name} ADD CONSTRAINT {name}_phone_key UNIQUE (phone_index, campaign_id)"),
+        format!(
+            "CREATE INDEX {name}_claim_idx
+                 ON {name} (priority DESC, (COALESCE(next_attempt_at, '-infinity'::timestamptz)), row_number)
+              WHERE state = 'pending'"
+        ),
+        // One scan checks every row, and lets the attach skip its own scan.
+        format!(
+            "ALTER TABLE {name} ADD CONSTRAINT {name}_owner
+                 CHECK (campaign_id = '{campaign}' AND client_id = '{client}')"
+        ),
+        format!("ALTER TABLE contacts ATTACH PARTITION {name} FOR VALUES IN ('{campaign}')"),
+    ];
+    for statement in statements {
+        sqlx::query(&statement).execute(&mut *connection).await?;
+    }
+    Ok(())
+}
+
+/// Appends one contact to a payload of [`ImportTable::copy_statement`].
 pub fn encode_contact(buffer: &mut CopyBuffer, parents: &ContactParents<'_>, contact: &NewContact) {
     buffer.start_tuple(25);
     buffer.uuid(contact.id);
@@ -187,19 +297,21 @@ impl ContactRecord {
     }
 }
 
-/// Every contact of a campaign in row order.
+/// Every contact of a campaign in id order, which is import order, then row order.
 pub async fn all_for_campaign(
     executor: impl PgExecutor<'_>,
     campaign_id: Uuid,
 ) -> sqlx::Result<Vec<ContactRecord>> {
-    let query = format!("SELECT {RECORD_COLUMNS} FROM contacts c WHERE c.campaign_id = $1 ORDER BY c.row_number, c.id");
+    let query =
+        format!("SELECT {RECORD_COLUMNS} FROM contacts c WHERE c.campaign_id = $1 ORDER BY c.id");
     sqlx::query_as(&query)
         .bind(campaign_id)
         .fetch_all(executor)
         .await
 }
 
-/// A page of contacts after the `(row_number, id)` cursor.
+/// A page of contacts in id order after the `(row_number, id)` cursor; only
+/// its id places the page.
 pub async fn page(
     executor: impl PgExecutor<'_>,
     campaign_id: Uuid,
@@ -208,8 +320,8 @@ pub async fn page(
 ) -> sqlx::Result<Vec<ContactRecord>> {
     let query = format!(
         "SELECT {RECORD_COLUMNS} FROM contacts c
-          WHERE c.campaign_id = $1 AND ($2::int IS NULL OR (c.row_number, c.id) > ($2, $3))
-          ORDER BY c.row_number, c.id LIMIT $4"
+          WHERE c.campaign_id = $1 AND ($2::int IS NULL OR c.id > $3)
+          ORDER BY c.id LIMIT $4"
     );
     sqlx::query_as(&query)
         .bind(campaign_id)
@@ -326,7 +438,8 @@ pub async fn suppress(
          VALUES ($1, $2, $3, $4, $5, COALESCE(
              -- The attempt's contact, found by key. Only without an attempt
              -- does the lookup scan the client's contacts.
-             (SELECT c.phone_masked FROM attempts a JOIN contacts c ON c.id = a.contact_id WHERE a.id = $5),
+             (SELECT c.phone_masked FROM attempts a JOIN contacts c ON c.id = a.contact_id AND c.campaign_id = a.campaign_id
+               WHERE a.id = $5),
              (SELECT phone_masked FROM contacts WHERE client_id = $2 AND phone_index = $3 LIMIT 1)))
          ON CONFLICT (client_id, phone_index) DO UPDATE
             SET removed_at = NULL, removed_by = NULL, removed_reason = NULL, source = EXCLUDED.source,

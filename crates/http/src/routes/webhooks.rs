@@ -217,9 +217,10 @@ async fn record_event_locked(
                 Some(attempt.id),
             )
             .await?;
-            sqlx::query("UPDATE contacts SET consent_withdrawn_at = COALESCE(consent_withdrawn_at, $2) WHERE id = $1")
+            sqlx::query("UPDATE contacts SET consent_withdrawn_at = COALESCE(consent_withdrawn_at, $2) WHERE id = $1 AND campaign_id = $3")
                 .bind(attempt.contact_id)
                 .bind(now)
+                .bind(attempt.campaign_id)
                 .execute(&mut *transaction)
                 .await?;
             tracing::info!(attempt_id = %attempt.id, campaign_id = %attempt.campaign_id, "opt-out recorded; number suppressed for the client");
@@ -248,19 +249,21 @@ async fn record_event_locked(
                 // after an answered or opted-out call.
                 attempts::close(&mut *transaction, attempt.id, &closing).await?;
                 if outcome.is_final() {
-                    sqlx::query("UPDATE contacts SET state = 'done', last_outcome = $2, final_reason = $2, next_attempt_at = NULL WHERE id = $1 AND state = 'pending'")
+                    sqlx::query("UPDATE contacts SET state = 'done', last_outcome = $2, final_reason = $2, next_attempt_at = NULL WHERE id = $1 AND campaign_id = $3 AND state = 'pending'")
                         .bind(attempt.contact_id)
                         .bind(outcome.as_str())
+                        .bind(attempt.campaign_id)
                         .execute(&mut *transaction)
                         .await?;
                     // A contact already dialling again keeps its open attempt,
                     // and the reason set here makes that attempt's result
                     // finish the contact instead of scheduling a retry.
                     sqlx::query(
-                        "UPDATE contacts SET final_reason = $2 WHERE id = $1 AND state = 'dialing'",
+                        "UPDATE contacts SET final_reason = $2 WHERE id = $1 AND campaign_id = $3 AND state = 'dialing'",
                     )
                     .bind(attempt.contact_id)
                     .bind(outcome.as_str())
+                    .bind(attempt.campaign_id)
                     .execute(&mut *transaction)
                     .await?;
                 }
@@ -326,6 +329,7 @@ pub async fn close_and_settle(
     attempts::close_and_settle(
         &mut *transaction,
         attempt.id,
+        attempt.campaign_id,
         attempt.contact_id,
         closing,
         step,

@@ -216,9 +216,14 @@ pub async fn run<S: ByteSource + Send + 'static>(
         .await?;
 
     let (campaign_id, import_id) = (plan.campaign_id, plan.import_id);
-    let table = contacts::prepare_import_table(connection, campaign_id).await?;
     let key_id = keyring.active_key_id().to_owned();
-    let client_id = plan.client_id;
+    let parents = ContactParents {
+        campaign_id,
+        client_id: plan.client_id,
+        import_id,
+        key_id: &key_id,
+    };
+    let table = contacts::prepare_import_table(connection, &parents).await?;
     let sort_by_index = table == ImportTable::Contacts;
     let (sender, mut receiver) = mpsc::channel(BATCHES_IN_FLIGHT);
     let reader = tokio::task::spawn_blocking(move || {
@@ -247,12 +252,6 @@ pub async fn run<S: ByteSource + Send + 'static>(
     written?;
     let outcome = read?;
     if matches!(table, ImportTable::NewPartition(_)) {
-        let parents = ContactParents {
-            campaign_id,
-            client_id,
-            import_id,
-            key_id: &key_id,
-        };
         contacts::attach_partition(connection, &parents).await?;
         for batch in deferred {
             write_batch(

@@ -82,14 +82,20 @@ pub fn partition_name(campaign_id: Uuid) -> String {
     format!("contacts_{}", campaign_id.simple())
 }
 
-/// Chooses where an import into `campaign_id` writes, and creates the table
-/// of a first import. Call it inside the import's transaction with the
-/// campaign row locked, so the new table is seen by no one else until commit.
+/// Chooses where an import into the campaign of `parents` writes, and
+/// creates the table of a first import. Call it inside the import's
+/// transaction with the campaign row locked, so the new table is seen by no
+/// one else until commit.
+///
+/// The new table's check constraint holds every row to the campaign and its
+/// client. It is checked row by row as the rows arrive, so attaching the
+/// table needs no scan of its own.
 pub async fn prepare_import_table(
     connection: &mut PgConnection,
-    campaign_id: Uuid,
+    parents: &ContactParents<'_>,
 ) -> sqlx::Result<ImportTable> {
-    let name = partition_name(campaign_id);
+    let (campaign, client) = (parents.campaign_id, parents.client_id);
+    let name = partition_name(campaign);
     let exists: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhrelid
                          WHERE i.inhparent = 'contacts'::regclass AND p.relname = $1)",
@@ -101,7 +107,9 @@ pub async fn prepare_import_table(
         return Ok(ImportTable::Contacts);
     }
     sqlx::query(&format!(
-        "CREATE TABLE {name} (LIKE contacts INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+        "CREATE TABLE {name} (
+             LIKE contacts INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
+             CONSTRAINT {name}_owner CHECK (campaign_id = '{campaign}' AND client_id = '{client}'))"
     ))
     .execute(&mut *connection)
     .await?;
@@ -117,8 +125,7 @@ const INDEX_BUILD_MEMORY: &str = "128MB";
 /// campaign's partition of `contacts`.
 ///
 /// The statement trigger that checks the references of new contacts does not
-/// fire for this table, so the same check runs here once. A check constraint
-/// then holds every row of the partition to the campaign and its client.
+/// fire for this table, so the same check runs here once.
 ///
 /// # Errors
 /// Fails when the import, campaign and client do not exist together, and
@@ -142,7 +149,7 @@ pub async fn attach_partition(
         ));
     }
     let name = partition_name(parents.campaign_id);
-    let (campaign, client) = (parents.campaign_id, parents.client_id);
+    let campaign = parents.campaign_id;
     let statements = [
         format!("SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"),
         format!("ALTER TABLE {name} ADD CONSTRAINT {name}_pkey PRIMARY KEY (id, campaign_id)"),
@@ -151,11 +158,6 @@ pub async fn attach_partition(
             "CREATE INDEX {name}_claim_idx
                  ON {name} (priority DESC, (COALESCE(next_attempt_at, '-infinity'::timestamptz)), row_number)
               WHERE state = 'pending'"
-        ),
-        // One scan checks every row, and lets the attach skip its own scan.
-        format!(
-            "ALTER TABLE {name} ADD CONSTRAINT {name}_owner
-                 CHECK (campaign_id = '{campaign}' AND client_id = '{client}')"
         ),
         format!("ALTER TABLE contacts ATTACH PARTITION {name} FOR VALUES IN ('{campaign}')"),
     ];

@@ -278,7 +278,7 @@ pub struct ContactPage {
 
 /// List a campaign's contacts with masked numbers, their state, why each is
 /// not being called now and when it next may be, and their attempts with call
-/// summaries.
+/// summaries. Contacts come in import order, then file order.
 #[utoipa::path(
     tag = "reports",
     params(("campaign_id" = String, Path, description = "Campaign id"), PageQuery),

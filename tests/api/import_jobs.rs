@@ -1249,6 +1249,24 @@ async fn first_import_ignores_attempt_writers() {
     app.finish().await;
 }
 
+/// Runs `statement`, with `id` bound to `$1` when given, and returns the
+/// SQLSTATE it fails with.
+async fn failure_code(app: &TestApp, statement: &str, id: Option<&str>) -> String {
+    let mut query = sqlx::query(statement);
+    if let Some(id) = id {
+        query = query.bind(id);
+    }
+    let error = query
+        .execute(&app.pool)
+        .await
+        .expect_err("the statement is rejected");
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|code| code.into_owned())
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn issue_rows_need_their_import() {
     let (app, campaign) = spawn_with_limits(ImportLimits::default()).await;
@@ -1276,34 +1294,22 @@ async fn issue_rows_need_their_import() {
         "INSERT INTO import_issues (import_id, seq, severity, row_number, line, column_name, code, message)
          VALUES (gen_random_uuid(), 1, 'error', 1, 2, 'priority', 'invalid_priority', 'x')",
         "INSERT INTO import_rejected_rows (import_id, row_number, line) VALUES (gen_random_uuid(), 1, 2)",
+        "UPDATE import_issues SET import_id = gen_random_uuid()",
     ] {
-        let error = sqlx::query(statement)
-            .execute(&app.pool)
-            .await
-            .expect_err("a row of an unknown import is refused");
         assert_eq!(
-            error.as_database_error().and_then(|e| e.code()).as_deref(),
-            Some("23503"),
+            failure_code(&app, statement, None).await,
+            "23503",
             "foreign key violation for {statement}"
         );
     }
-    let error = sqlx::query("UPDATE import_issues SET import_id = gen_random_uuid()")
-        .execute(&app.pool)
-        .await
-        .expect_err("issues stay with their import");
     assert_eq!(
-        error.as_database_error().and_then(|e| e.code()).as_deref(),
-        Some("23503"),
-        "an issue cannot move"
-    );
-    let error = sqlx::query("DELETE FROM imports WHERE id = $1::uuid")
-        .bind(&import_id)
-        .execute(&app.pool)
-        .await
-        .expect_err("an import with issues is kept");
-    assert_eq!(
-        error.as_database_error().and_then(|e| e.code()).as_deref(),
-        Some("23503"),
+        failure_code(
+            &app,
+            "DELETE FROM imports WHERE id = $1::uuid",
+            Some(&import_id)
+        )
+        .await,
+        "23503",
         "an import with issues cannot be deleted"
     );
     app.finish().await;

@@ -1120,7 +1120,7 @@ async fn contact_with_unknown_parent_rejected() {
     app.finish().await;
 }
 
-/// Whether a table named after the campaign's partition exists, and whether
+/// Returns whether the table of the campaign's partition exists, and whether
 /// it is attached to `contacts`.
 async fn partition_state(app: &TestApp, campaign: &str) -> (bool, bool) {
     let name = format!("contacts_{}", campaign.replace('-', ""));

@@ -264,23 +264,36 @@ const LOCK_ATTEMPT: &str = "SELECT a.id, a.campaign_id, a.contact_id, a.state, c
         (SELECT e.outcome FROM attempts e
           WHERE e.contact_id = c.id AND e.id <> a.id AND e.outcome IN ('answered', 'opted_out')
           LIMIT 1) AS earlier_final_outcome";
-const LOCK_ATTEMPT_FROM: &str =
-    "FROM attempts a JOIN contacts c ON c.id = a.contact_id AND c.campaign_id = a.campaign_id
-        JOIN campaigns k ON k.id = a.campaign_id
-  WHERE a.id = $1 FOR UPDATE OF a, c";
+/// Returns the `FROM` clause of [`LOCK_ATTEMPT`] for the attempt `$1` of the
+/// campaign in parameter `campaign`. With the campaign as a parameter, the
+/// plan reads that campaign's partition of contacts alone.
+fn lock_attempt_from(campaign: &str) -> String {
+    format!(
+        "FROM attempts a JOIN contacts c ON c.id = a.contact_id AND c.campaign_id = a.campaign_id
+            JOIN campaigns k ON k.id = a.campaign_id
+      WHERE a.id = $1 AND c.campaign_id = {campaign} FOR UPDATE OF a, c"
+    )
+}
 
 /// Reads attempts with their contacts without locking them, for a write
 /// that checks they are unchanged ([`record_ended_all`]).
 pub async fn read_attempts(
-    executor: impl PgExecutor<'_>,
+    executor: impl PgExecutor<'_> + Copy,
     attempt_ids: &[Uuid],
 ) -> sqlx::Result<Vec<AttemptWithContact>> {
+    // The campaigns go in as a parameter, so the plan reads their partitions alone.
+    let campaigns: Vec<Uuid> =
+        sqlx::query_scalar("SELECT DISTINCT campaign_id FROM attempts WHERE id = ANY($1)")
+            .bind(attempt_ids)
+            .fetch_all(executor)
+            .await?;
     sqlx::query_as(&format!(
         "{LOCK_ATTEMPT} FROM attempts a JOIN contacts c ON c.id = a.contact_id AND c.campaign_id = a.campaign_id
            JOIN campaigns k ON k.id = a.campaign_id
-          WHERE a.id = ANY($1)"
+          WHERE a.id = ANY($1) AND c.campaign_id = ANY($2)"
     ))
     .bind(attempt_ids)
+    .bind(campaigns)
     .fetch_all(executor)
     .await
 }
@@ -293,15 +306,19 @@ pub async fn read_attempts(
 /// `FOR NO KEY UPDATE`, which does not conflict, so results and claims do not
 /// wait for each other. Taken first, so a cancel that waits for a pending
 /// contact locked here never waits in a cycle.
-async fn share_campaign_of(connection: &mut PgConnection, attempt_id: Uuid) -> sqlx::Result<()> {
-    sqlx::query(
-        "SELECT 1 FROM campaigns k WHERE k.id = (SELECT a.campaign_id FROM attempts a WHERE a.id = $1)
+///
+/// Returns the campaign's id, or `None` when the attempt does not exist.
+async fn share_campaign_of(
+    connection: &mut PgConnection,
+    attempt_id: Uuid,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT k.id FROM campaigns k WHERE k.id = (SELECT a.campaign_id FROM attempts a WHERE a.id = $1)
            FOR KEY SHARE OF k",
     )
     .bind(attempt_id)
-    .execute(connection)
-    .await?;
-    Ok(())
+    .fetch_optional(connection)
+    .await
 }
 
 /// Locks an attempt and its contact for an update, and its campaign row
@@ -310,9 +327,12 @@ pub async fn lock_attempt(
     connection: &mut PgConnection,
     attempt_id: Uuid,
 ) -> sqlx::Result<Option<AttemptWithContact>> {
-    share_campaign_of(&mut *connection, attempt_id).await?;
-    sqlx::query_as(&format!("{LOCK_ATTEMPT} {LOCK_ATTEMPT_FROM}"))
+    let Some(campaign_id) = share_campaign_of(&mut *connection, attempt_id).await? else {
+        return Ok(None);
+    };
+    sqlx::query_as(&format!("{LOCK_ATTEMPT} {}", lock_attempt_from("$2")))
         .bind(attempt_id)
+        .bind(campaign_id)
         .fetch_optional(connection)
         .await
 }
@@ -336,18 +356,22 @@ pub async fn lock_attempt_for_event(
     event_id: &str,
     event_type: &str,
 ) -> sqlx::Result<Option<EventTarget>> {
-    share_campaign_of(&mut *connection, attempt_id).await?;
+    let Some(campaign_id) = share_campaign_of(&mut *connection, attempt_id).await? else {
+        return Ok(None);
+    };
     let query = format!(
         "WITH recorded AS (
             INSERT INTO webhook_events (event_id, attempt_id, event_type) VALUES ($2, $1, $3)
             ON CONFLICT DO NOTHING RETURNING 1
          )
-         {LOCK_ATTEMPT}, EXISTS (SELECT 1 FROM recorded) AS first_delivery {LOCK_ATTEMPT_FROM}"
+         {LOCK_ATTEMPT}, EXISTS (SELECT 1 FROM recorded) AS first_delivery {}",
+        lock_attempt_from("$4")
     );
     sqlx::query_as(&query)
         .bind(attempt_id)
         .bind(event_id)
         .bind(event_type)
+        .bind(campaign_id)
         .fetch_optional(connection)
         .await
 }
@@ -476,6 +500,10 @@ pub async fn record_ended_all(
     if events.is_empty() {
         return Ok(Vec::new());
     }
+    // The campaigns go in as a parameter, so the plan reads their partitions alone.
+    let mut campaigns: Vec<Uuid> = events.iter().map(|e| e.expected.campaign_id).collect();
+    campaigns.sort_unstable();
+    campaigns.dedup();
     let results: Vec<(bool, bool)> = sqlx::query_as(
         "WITH input AS (
             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::int4[], $5::text[], $6::text[], $7::text[],
@@ -488,6 +516,7 @@ pub async fn record_ended_all(
             SELECT i.*, a.campaign_id FROM input i
               JOIN attempts a ON a.id = i.attempt_id
               JOIN contacts c ON c.id = i.contact_id AND c.campaign_id = a.campaign_id
+                              AND c.campaign_id = ANY($16)
               JOIN campaigns k ON k.id = a.campaign_id
              WHERE a.contact_id = i.contact_id
                AND a.state = i.attempt_state AND c.state = 'dialing' AND c.attempts_made = i.attempts_made
@@ -510,7 +539,8 @@ pub async fn record_ended_all(
             UPDATE contacts c SET state = p.contact_state, last_outcome = p.outcome,
                    next_attempt_at = p.next_attempt_at, final_reason = COALESCE(p.final_reason, c.final_reason),
                    updated_at = now()
-              FROM applied p WHERE c.id = p.contact_id AND c.campaign_id = p.campaign_id AND c.state = 'dialing'
+              FROM applied p WHERE c.id = p.contact_id AND c.campaign_id = p.campaign_id
+                               AND c.campaign_id = ANY($16) AND c.state = 'dialing'
          )
          SELECT EXISTS (SELECT 1 FROM target t WHERE t.position = i.position),
                 EXISTS (SELECT 1 FROM recorded r WHERE r.event_id = i.event_id)
@@ -531,6 +561,7 @@ pub async fn record_ended_all(
     .bind(events.iter().map(|e| e.step.next_attempt_at()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.step.final_reason()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.expected.campaign_state.as_str()).collect::<Vec<_>>())
+    .bind(campaigns)
     .fetch_all(executor)
     .await?;
     Ok(results
@@ -689,11 +720,22 @@ pub async fn has_work_left(executor: impl PgExecutor<'_>, campaign_id: Uuid) -> 
 }
 
 /// The earliest next attempt among pending contacts of running campaigns.
-pub async fn earliest_due(executor: impl PgExecutor<'_>) -> sqlx::Result<Option<DateTime<Utc>>> {
+pub async fn earliest_due(
+    executor: impl PgExecutor<'_> + Copy,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    // The running campaigns go in as a parameter, so the plan reads their
+    // partitions of contacts alone.
+    let running: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM campaigns WHERE state = 'running'")
+        .fetch_all(executor)
+        .await?;
+    if running.is_empty() {
+        return Ok(None);
+    }
     sqlx::query_scalar(
-        "SELECT min(c.next_attempt_at) FROM contacts c JOIN campaigns k ON k.id = c.campaign_id
-          WHERE k.state = 'running' AND c.state = 'pending'",
+        "SELECT min(c.next_attempt_at) FROM contacts c
+          WHERE c.campaign_id = ANY($1) AND c.state = 'pending'",
     )
+    .bind(running)
     .fetch_one(executor)
     .await
 }

@@ -53,7 +53,7 @@ const COPY_COLUMNS: &str = "id, campaign_id, client_id, import_id, key_id, row_n
     registry_status, registry_checked_at, registry_evidence, registry_source, consent_type, consent_evidence,
     consent_given_on, consent_expires_on, exemption, priority, max_attempts";
 
-/// Where an import writes its contacts.
+/// The table an import writes its contacts into.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImportTable {
     /// The campaign already has a partition: rows go through `contacts`,
@@ -65,7 +65,7 @@ pub enum ImportTable {
 }
 
 impl ImportTable {
-    /// The `COPY ... FROM STDIN (FORMAT binary)` statement for
+    /// Returns the `COPY ... FROM STDIN (FORMAT binary)` statement for
     /// [`encode_contact`] payloads into this table. Run it inside the
     /// import's transaction, so the whole import becomes visible at once.
     pub fn copy_statement(&self) -> String {
@@ -77,7 +77,7 @@ impl ImportTable {
     }
 }
 
-/// Name of the partition of `contacts` that holds a campaign's contacts.
+/// Returns the name of the partition of `contacts` that contains a campaign's contacts.
 pub fn partition_name(campaign_id: Uuid) -> String {
     format!("contacts_{}", campaign_id.simple())
 }
@@ -87,8 +87,8 @@ pub fn partition_name(campaign_id: Uuid) -> String {
 /// transaction with the campaign row locked, so the new table is seen by no
 /// one else until commit.
 ///
-/// The new table's check constraint holds every row to the campaign and its
-/// client. It is checked row by row as the rows arrive, so attaching the
+/// The new table's check constraint requires every row to belong to the
+/// campaign and its client. It is checked row by row as the rows arrive, so attaching the
 /// table needs no scan of its own.
 pub async fn prepare_import_table(
     connection: &mut PgConnection,

@@ -383,6 +383,90 @@ async fn job_issues_page_through() {
     app.finish().await;
 }
 
+/// Builds a file of `count` rows: every seventh has a letter in its number
+/// (an error), the others are fictitious landlines written without the trunk
+/// zero, as a spreadsheet does (a warning).
+fn warning_rows(count: usize) -> String {
+    let mut csv = String::from("to_number,contact_ref\n");
+    for index in 0..count {
+        if index % 7 == 6 {
+            csv.push_str(&format!("0491 57O 313,BAD-{index}\n"));
+        } else {
+            let area = ["2", "3", "7", "8"][index % 4];
+            csv.push_str(&format!("{area}5550{:04},W-{index}\n", index / 4));
+        }
+    }
+    csv
+}
+
+#[tokio::test]
+async fn issue_pages_cross_blocks() {
+    // 3,000 issues fill three stored blocks of at most 1,024.
+    let (app, campaign) = spawn_with_limits(job_limits()).await;
+    let reply = upload(&app, &campaign, warning_rows(3_000), None).await;
+    let import_id = reply.body["import_id"]
+        .as_str()
+        .expect("import id")
+        .to_owned();
+    let done = wait_for_import(&app, &campaign, &import_id).await;
+    assert_eq!(done["state"], "completed", "state: {done}");
+    assert_eq!(done["rows_rejected"], 428, "one row in seven rejected");
+    assert_eq!(done["errors"][0]["row"], 7, "first inline error: {done}");
+    assert_eq!(
+        done["warnings"][0]["row"], 1,
+        "first inline warning: {done}"
+    );
+
+    let mut issues = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let query = match &cursor {
+            Some(cursor) => format!("?limit=500&cursor={cursor}"),
+            None => "?limit=500".to_owned(),
+        };
+        let page = get(
+            &app,
+            &format!("/v1/campaigns/{campaign}/imports/{import_id}/issues{query}"),
+        )
+        .await;
+        assert_eq!(page.status, 200, "issues: {}", page.text);
+        issues.extend(page.body["items"].as_array().cloned().unwrap_or_default());
+        cursor = page.body["next"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert!(cursor.is_none(), "paging ends");
+    let rows: Vec<i64> = issues.iter().filter_map(|i| i["row"].as_i64()).collect();
+    let expected_rows: Vec<i64> = (1..=3_000).collect();
+    assert_eq!(rows, expected_rows, "every row's issue once, in row order");
+    for issue in &issues {
+        let row = issue["row"].as_i64().unwrap_or(0);
+        let (severity, code) = if row % 7 == 0 {
+            ("error", "invalid_to_number")
+        } else {
+            ("warning", "trunk_zero_restored")
+        };
+        assert_eq!(issue["severity"], severity, "severity of row {row}");
+        assert_eq!(issue["code"], code, "code of row {row}");
+        assert_eq!(issue["line"], row + 1, "line of row {row}");
+    }
+
+    let (csv_reply, records) = rejected_csv(&app, &campaign, &import_id).await;
+    assert_eq!(csv_reply.status, 200, "rejected CSV: {}", csv_reply.text);
+    assert_eq!(records.len(), 1 + 428, "header and one record per error");
+    for record in &records[1..] {
+        let row: usize = record[0].parse().expect("row number");
+        assert_eq!(row % 7, 0, "only rejected rows: {record:?}");
+        assert_eq!(
+            record[5],
+            format!("BAD-{}", row - 1),
+            "contact_ref of row {row}"
+        );
+    }
+    app.finish().await;
+}
+
 #[tokio::test]
 async fn job_malformed_file_fails_with_line() {
     let (app, campaign) = spawn_with_limits(job_limits()).await;
@@ -629,7 +713,7 @@ async fn job_bad_last_row_imports_nothing() {
         .await
         .expect("count");
     assert_eq!(stored, 0, "no contact stored");
-    let issues: i64 = sqlx::query_scalar("SELECT count(*) FROM import_issues")
+    let issues: i64 = sqlx::query_scalar("SELECT count(*) FROM import_issue_blocks")
         .fetch_one(&app.pool)
         .await
         .expect("count");
@@ -1291,10 +1375,11 @@ async fn issue_rows_need_their_import() {
         .to_owned();
 
     for statement in [
-        "INSERT INTO import_issues (import_id, seq, severity, row_number, line, column_name, code, message)
-         VALUES (gen_random_uuid(), 1, 'error', 1, 2, 'priority', 'invalid_priority', 'x')",
+        "INSERT INTO import_issue_blocks (import_id, first_seq, last_seq, errors, warnings, severities,
+                                          row_numbers, lines, column_names, codes, messages)
+         VALUES (gen_random_uuid(), 0, 0, 1, 0, '{error}', '{1}', '{2}', '{priority}', '{invalid_priority}', '{x}')",
         "INSERT INTO import_rejected_rows (import_id, row_number, line) VALUES (gen_random_uuid(), 1, 2)",
-        "UPDATE import_issues SET import_id = gen_random_uuid()",
+        "UPDATE import_issue_blocks SET import_id = gen_random_uuid()",
     ] {
         assert_eq!(
             failure_code(&app, statement, None).await,

@@ -11,7 +11,7 @@
 //! `import_interrupted`. Uploading the file again with a new
 //! `Idempotency-Key` must import every valid row exactly once.
 //!
-//! The lock is a `SHARE` lock on `import_issues` taken by the test. It
+//! The lock is a `SHARE` lock on `import_issue_blocks` taken by the test. It
 //! blocks the job's `COPY` into that table and nothing else the job needs. The file has no row issue until after the first batch of
 //! contacts. Its rejected rows then fill several batches of row issues, so
 //! the job's reader stops well before the end of the file. The stop does not
@@ -36,11 +36,13 @@ use crate::support::{database_url, write_test_key_file};
 /// Valid rows at the start of the file: more than one batch of contacts
 /// (32,768 rows), so a `COPY` of contacts runs before the job is blocked.
 const VALID_ROWS: usize = 36_000;
-/// Rejected rows after them. Each adds a row issue of about 190 bytes
-/// (estimate), and the job writes issues in batches of 1 MiB, so these fill
-/// about 4 batches. The first waits for the test's lock and two more fill the
-/// writer's queue of 2. The reader then stops at about 16,000 of these rows.
-const REJECTED_ROWS: usize = 24_000;
+/// Rejected rows after them. Each adds a row issue of about 120 bytes and a
+/// rejected row of about 100 (estimates), and the job writes both in batches
+/// of 1 MiB: a batch of issues about every 8,700 rows and one of rejected rows
+/// every 10,000. The first batch of issues waits for the test's lock, the
+/// next two batches fill the writer's queue of 2, and the reader then stops
+/// at about 20,000 of these rows.
+const REJECTED_ROWS: usize = 36_000;
 /// Upper bound of every wait.
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -228,7 +230,7 @@ async fn blocked_job_session(pool: &PgPool) -> Option<i32> {
     sqlx::query_scalar(
         "SELECT pid FROM pg_stat_activity
           WHERE datname = current_database() AND wait_event_type = 'Lock'
-            AND query LIKE 'COPY import_issues%'",
+            AND query LIKE 'COPY import_issue_blocks%'",
     )
     .fetch_optional(pool)
     .await
@@ -279,10 +281,10 @@ async fn killed_server_leaves_no_partial_import() {
 
     // Block the job when it first writes row issues, after its first batch of contacts.
     let mut blocker = pool.begin().await.expect("begin");
-    sqlx::query("LOCK TABLE import_issues IN SHARE MODE")
+    sqlx::query("LOCK TABLE import_issue_blocks IN SHARE MODE")
         .execute(&mut *blocker)
         .await
-        .expect("lock import_issues");
+        .expect("lock import_issue_blocks");
 
     let (status, accepted, _) = client
         .upload(&first, &campaign, &csv, "kill-first-upload")
@@ -328,7 +330,10 @@ async fn killed_server_leaves_no_partial_import() {
 
     // Once the lock is released, the job's session reads end-of-file from
     // the dead client's socket and rolls back.
-    blocker.rollback().await.expect("release import_issues");
+    blocker
+        .rollback()
+        .await
+        .expect("release import_issue_blocks");
     let deadline = Instant::now() + WAIT;
     loop {
         let alive: bool =
@@ -361,8 +366,8 @@ async fn killed_server_leaves_no_partial_import() {
             "SELECT count(*) FROM contacts WHERE import_id = $1",
         ),
         (
-            "import_issues",
-            "SELECT count(*) FROM import_issues WHERE import_id = $1",
+            "import_issue_blocks",
+            "SELECT count(*) FROM import_issue_blocks WHERE import_id = $1",
         ),
         (
             "import_rejected_rows",

@@ -2578,7 +2578,7 @@ async fn conflicting_status_then_bad_file_imports_nothing() {
         .await
         .expect("count");
     assert_eq!(stored, 0, "no contact and no status update is kept");
-    let issues: i64 = sqlx::query_scalar("SELECT count(*) FROM import_issues")
+    let issues: i64 = sqlx::query_scalar("SELECT count(*) FROM import_issue_blocks")
         .fetch_one(&app.pool)
         .await
         .expect("count");

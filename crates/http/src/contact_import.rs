@@ -155,7 +155,7 @@ async fn write_batch(
             bulk::copy_in(connection, &table.copy_statement(), &payload).await?;
         }
         Batch::Issues(payload) => {
-            bulk::copy_in(connection, imports::ISSUES_COPY, &payload).await?;
+            bulk::copy_in(connection, imports::ISSUE_BLOCKS_COPY, &payload).await?;
         }
         Batch::RejectedRows(payload) => {
             bulk::copy_in(connection, imports::REJECTED_ROWS_COPY, &payload).await?;
@@ -320,9 +320,12 @@ struct Processor {
     /// order, so its batches keep file order.
     sort_by_index: bool,
     pending: Vec<PendingContact>,
+    /// Issues not yet in a block, the first of them numbered `block_first_seq`.
+    issue_block: Vec<IssueRecord>,
+    block_first_seq: i32,
+    /// Blocks of issues not yet sent.
     issues: CopyBuffer,
     rejected_rows: CopyBuffer,
-    next_issue_seq: i32,
     outcome: ImportOutcome,
 }
 
@@ -355,9 +358,10 @@ impl Processor {
             ids: ContactIds::new(),
             sort_by_index,
             pending: Vec::with_capacity(CONTACT_BATCH_ROWS),
+            issue_block: Vec::with_capacity(imports::ISSUE_BLOCK_LEN),
+            block_first_seq: 0,
             issues: CopyBuffer::with_capacity(SIDE_BATCH_BYTES),
             rejected_rows: CopyBuffer::with_capacity(SIDE_BATCH_BYTES),
-            next_issue_seq: 0,
             outcome: ImportOutcome::default(),
         }
     }
@@ -637,29 +641,41 @@ impl Processor {
             code: code.to_owned(),
             message,
         };
-        imports::encode_issue(
-            &mut self.issues,
-            self.plan.import_id,
-            self.next_issue_seq,
-            &issue,
-        );
-        self.next_issue_seq += 1;
         let inline = if severity == "error" {
             &mut self.outcome.errors
         } else {
             &mut self.outcome.warnings
         };
         if inline.len() < INLINE_ISSUES {
-            inline.push(issue);
+            inline.push(issue.clone());
         }
-        if self.issues.len() >= SIDE_BATCH_BYTES {
-            let full = std::mem::replace(
-                &mut self.issues,
-                CopyBuffer::with_capacity(SIDE_BATCH_BYTES),
-            );
-            self.send(Batch::Issues(full.finish()))?;
+        self.issue_block.push(issue);
+        if self.issue_block.len() >= imports::ISSUE_BLOCK_LEN {
+            self.close_issue_block();
+            if self.issues.len() >= SIDE_BATCH_BYTES {
+                let full = std::mem::replace(
+                    &mut self.issues,
+                    CopyBuffer::with_capacity(SIDE_BATCH_BYTES),
+                );
+                self.send(Batch::Issues(full.finish()))?;
+            }
         }
         Ok(())
+    }
+
+    /// Moves the open block of issues into the payload of blocks.
+    fn close_issue_block(&mut self) {
+        if self.issue_block.is_empty() {
+            return;
+        }
+        imports::encode_issue_block(
+            &mut self.issues,
+            self.plan.import_id,
+            self.block_first_seq,
+            &self.issue_block,
+        );
+        self.block_first_seq += self.issue_block.len() as i32;
+        self.issue_block.clear();
     }
 
     fn send(&self, batch: Batch) -> ApiResult<()> {
@@ -692,6 +708,7 @@ impl Processor {
     }
 
     fn flush_side_batches(&mut self) -> ApiResult<()> {
+        self.close_issue_block();
         if !self.issues.is_empty() {
             let issues = std::mem::replace(&mut self.issues, CopyBuffer::with_capacity(0));
             self.send(Batch::Issues(issues.finish()))?;

@@ -16,6 +16,10 @@ const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 /// Microseconds between the Unix epoch and PostgreSQL's epoch, 2000-01-01 UTC.
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
+/// Type OIDs of array elements, from PostgreSQL's `pg_type`.
+const INT4_OID: u32 = 23;
+const TEXT_OID: u32 = 25;
+
 /// One binary `COPY` payload under construction: header first, trailer on
 /// [`CopyBuffer::finish`].
 pub struct CopyBuffer {
@@ -116,6 +120,46 @@ impl CopyBuffer {
         }
     }
 
+    /// Writes a one-dimensional `integer[]` without NULLs.
+    pub fn int4_array(&mut self, values: &[i32]) {
+        self.array(INT4_OID, values.len(), |bytes| {
+            for value in values {
+                bytes.extend_from_slice(&4i32.to_be_bytes());
+                bytes.extend_from_slice(&value.to_be_bytes());
+            }
+        });
+    }
+
+    /// Writes a one-dimensional `text[]` without NULLs.
+    pub fn text_array<'a>(&mut self, values: impl ExactSizeIterator<Item = &'a str>) {
+        self.array(TEXT_OID, values.len(), |bytes| {
+            for value in values {
+                let length =
+                    i32::try_from(value.len()).expect("an array element is shorter than 2 GiB");
+                bytes.extend_from_slice(&length.to_be_bytes());
+                bytes.extend_from_slice(value.as_bytes());
+            }
+        });
+    }
+
+    /// Writes an array field: its length, the array header (one dimension,
+    /// no NULLs, element type, `count` elements from index 1), then the
+    /// elements `write_elements` appends.
+    fn array(&mut self, element_oid: u32, count: usize, write_elements: impl FnOnce(&mut Vec<u8>)) {
+        let count = i32::try_from(count).expect("an array has fewer than 2^31 elements");
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(&0i32.to_be_bytes());
+        self.bytes.extend_from_slice(&1i32.to_be_bytes());
+        self.bytes.extend_from_slice(&0i32.to_be_bytes());
+        self.bytes.extend_from_slice(&element_oid.to_be_bytes());
+        self.bytes.extend_from_slice(&count.to_be_bytes());
+        self.bytes.extend_from_slice(&1i32.to_be_bytes());
+        write_elements(&mut self.bytes);
+        let length = i32::try_from(self.bytes.len() - start - 4)
+            .expect("a COPY field is shorter than 2 GiB");
+        self.bytes[start..start + 4].copy_from_slice(&length.to_be_bytes());
+    }
+
     /// Appends the trailer and returns the payload.
     pub fn finish(mut self) -> Vec<u8> {
         self.bytes.extend_from_slice(&(-1i16).to_be_bytes());
@@ -172,6 +216,24 @@ mod tests {
             tuple,
             &[0, 3, 0, 0, 0, 4, 0, 0, 0, 7, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 2, b'a', b'b']
         );
+    }
+
+    #[test]
+    fn arrays_carry_header_and_length_prefixed_elements() {
+        let mut buffer = CopyBuffer::with_capacity(0);
+        buffer.int4_array(&[5]);
+        buffer.text_array(["ab", ""].into_iter());
+        let payload = buffer.finish();
+        let fields = &payload[19..payload.len() - 2];
+        let int4_header = [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 23, 0, 0, 0, 1, 0, 0, 0, 1];
+        let text_header = [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 25, 0, 0, 0, 2, 0, 0, 0, 1];
+        let mut expected = vec![0, 0, 0, 28];
+        expected.extend_from_slice(&int4_header);
+        expected.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 5]);
+        expected.extend_from_slice(&[0, 0, 0, 30]);
+        expected.extend_from_slice(&text_header);
+        expected.extend_from_slice(&[0, 0, 0, 2, b'a', b'b', 0, 0, 0, 0]);
+        assert_eq!(fields, expected.as_slice());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Import and wash-result records, their row issues, and stored responses for
 //! `Idempotency-Key` replays.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor, Row};
@@ -223,93 +225,144 @@ pub async fn find_import(
     .await
 }
 
-pub async fn issues(
-    executor: impl PgExecutor<'_>,
+/// Maximum number of issues in one row of `import_issue_blocks`. A page of
+/// issues reads whole blocks, so blocks stay small: about 120 KB each for
+/// typical messages (an estimate).
+pub const ISSUE_BLOCK_LEN: usize = 1024;
+
+/// Blocks read per query while a page of issues is collected.
+const BLOCKS_PER_READ: i64 = 4;
+
+/// One stored block: the first issue's `seq`, then the issues in order.
+#[derive(Debug, sqlx::FromRow)]
+struct IssueBlockRow {
+    first_seq: i32,
+    last_seq: i32,
+    severities: Vec<String>,
+    row_numbers: Vec<i32>,
+    lines: Vec<i32>,
+    column_names: Vec<String>,
+    codes: Vec<String>,
+    messages: Vec<String>,
+}
+
+impl IssueBlockRow {
+    /// Takes the issues after `after_seq`, of `severity` when given, into
+    /// `found` until it holds `limit`.
+    fn take_into(
+        self,
+        after_seq: i32,
+        severity: Option<&str>,
+        limit: usize,
+        found: &mut Vec<(i32, IssueRecord)>,
+    ) {
+        let issues = self
+            .severities
+            .into_iter()
+            .zip(self.row_numbers)
+            .zip(self.lines)
+            .zip(self.column_names)
+            .zip(self.codes)
+            .zip(self.messages);
+        for (seq, issue) in (self.first_seq..).zip(issues) {
+            if found.len() >= limit {
+                return;
+            }
+            let (((((issue_severity, row_number), line), column_name), code), message) = issue;
+            let matches =
+                seq > after_seq && severity.is_none_or(|expected| expected == issue_severity);
+            if matches {
+                found.push((
+                    seq,
+                    IssueRecord {
+                        severity: issue_severity,
+                        row_number,
+                        line,
+                        column_name,
+                        code,
+                        message,
+                    },
+                ));
+            }
+        }
+    }
+}
+
+/// Reads up to `limit` issues after `after_seq` in `seq` order (file order),
+/// all of them or only those of one severity (`error` or `warning`).
+pub async fn issues<'e, E>(
+    executor: E,
     import_id: Uuid,
     after_seq: i32,
+    severity: Option<&str>,
     limit: i64,
-) -> sqlx::Result<Vec<(i32, IssueRecord)>> {
-    let rows: Vec<(i32, String, i32, i32, String, String, String)> = sqlx::query_as(
-        "SELECT seq, severity, row_number, line, column_name, code, message
-           FROM import_issues WHERE import_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-    )
-    .bind(import_id)
-    .bind(after_seq)
-    .bind(limit)
-    .fetch_all(executor)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(seq, severity, row_number, line, column_name, code, message)| {
-                (
-                    seq,
-                    IssueRecord {
-                        severity,
-                        row_number,
-                        line,
-                        column_name,
-                        code,
-                        message,
-                    },
-                )
-            },
+) -> sqlx::Result<Vec<(i32, IssueRecord)>>
+where
+    E: PgExecutor<'e> + Copy,
+{
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let mut found = Vec::with_capacity(limit.min(ISSUE_BLOCK_LEN));
+    let mut after = after_seq;
+    while found.len() < limit {
+        let blocks: Vec<IssueBlockRow> = sqlx::query_as(
+            "SELECT first_seq, last_seq, severities, row_numbers, lines, column_names, codes, messages
+               FROM import_issue_blocks
+              WHERE import_id = $1 AND last_seq > $2
+                AND CASE $3::text WHEN 'error' THEN errors > 0 WHEN 'warning' THEN warnings > 0 ELSE true END
+              ORDER BY first_seq LIMIT $4",
         )
-        .collect())
+        .bind(import_id)
+        .bind(after)
+        .bind(severity)
+        .bind(BLOCKS_PER_READ)
+        .fetch_all(executor)
+        .await?;
+        let last_read = blocks.len() < BLOCKS_PER_READ as usize;
+        for block in blocks {
+            let last_seq = block.last_seq;
+            block.take_into(after, severity, limit, &mut found);
+            after = last_seq;
+        }
+        if last_read {
+            break;
+        }
+    }
+    Ok(found)
 }
 
-/// Reads the first `limit` issues of one severity (`error` or `warning`), in row order.
-pub async fn issues_of_severity(
-    executor: impl PgExecutor<'_>,
+/// `COPY` statement for [`encode_issue_block`] payloads.
+pub const ISSUE_BLOCKS_COPY: &str =
+    "COPY import_issue_blocks (import_id, first_seq, last_seq, errors, warnings,
+    severities, row_numbers, lines, column_names, codes, messages) FROM STDIN (FORMAT binary)";
+
+/// Appends a block of consecutive issues, the first numbered `first_seq`,
+/// to an [`ISSUE_BLOCKS_COPY`] payload. `issues` holds 1 to
+/// [`ISSUE_BLOCK_LEN`] issues.
+pub fn encode_issue_block(
+    buffer: &mut CopyBuffer,
     import_id: Uuid,
-    severity: &str,
-    limit: i64,
-) -> sqlx::Result<Vec<(i32, IssueRecord)>> {
-    let rows: Vec<(i32, String, i32, i32, String, String, String)> = sqlx::query_as(
-        "SELECT seq, severity, row_number, line, column_name, code, message
-           FROM import_issues WHERE import_id = $1 AND severity = $2 ORDER BY seq LIMIT $3",
-    )
-    .bind(import_id)
-    .bind(severity)
-    .bind(limit)
-    .fetch_all(executor)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(seq, severity, row_number, line, column_name, code, message)| {
-                (
-                    seq,
-                    IssueRecord {
-                        severity,
-                        row_number,
-                        line,
-                        column_name,
-                        code,
-                        message,
-                    },
-                )
-            },
-        )
-        .collect())
-}
-
-/// `COPY` statement for [`encode_issue`] payloads.
-pub const ISSUES_COPY: &str =
-    "COPY import_issues (import_id, seq, severity, row_number, line, column_name, code, message)
-    FROM STDIN (FORMAT binary)";
-
-/// Appends one row issue to an [`ISSUES_COPY`] payload.
-pub fn encode_issue(buffer: &mut CopyBuffer, import_id: Uuid, seq: i32, issue: &IssueRecord) {
-    buffer.start_tuple(8);
+    first_seq: i32,
+    issues: &[IssueRecord],
+) {
+    let count = i32::try_from(issues.len()).expect("a block holds at most ISSUE_BLOCK_LEN issues");
+    let errors = issues
+        .iter()
+        .filter(|issue| issue.severity == "error")
+        .count() as i32;
+    let row_numbers: Vec<i32> = issues.iter().map(|issue| issue.row_number).collect();
+    let lines: Vec<i32> = issues.iter().map(|issue| issue.line).collect();
+    buffer.start_tuple(11);
     buffer.uuid(import_id);
-    buffer.int4(seq);
-    buffer.text(&issue.severity);
-    buffer.int4(issue.row_number);
-    buffer.int4(issue.line);
-    buffer.text(&issue.column_name);
-    buffer.text(&issue.code);
-    buffer.text(&issue.message);
+    buffer.int4(first_seq);
+    buffer.int4(first_seq + count - 1);
+    buffer.int4(errors);
+    buffer.int4(count - errors);
+    buffer.text_array(issues.iter().map(|issue| issue.severity.as_str()));
+    buffer.int4_array(&row_numbers);
+    buffer.int4_array(&lines);
+    buffer.text_array(issues.iter().map(|issue| issue.column_name.as_str()));
+    buffer.text_array(issues.iter().map(|issue| issue.code.as_str()));
+    buffer.text_array(issues.iter().map(|issue| issue.message.as_str()));
 }
 
 /// Columns of a rejected row that are kept for the rejected-rows CSV, in
@@ -368,43 +421,49 @@ pub struct RejectedIssue {
 }
 
 /// Reads a page of an import's row errors after `after_seq`, each with its row's kept values.
-pub async fn rejected_issues(
-    executor: impl PgExecutor<'_>,
+pub async fn rejected_issues<'e, E>(
+    executor: E,
     import_id: Uuid,
     after_seq: i32,
     limit: i64,
-) -> sqlx::Result<Vec<RejectedIssue>> {
+) -> sqlx::Result<Vec<RejectedIssue>>
+where
+    E: PgExecutor<'e> + Copy,
+{
+    let errors = issues(executor, import_id, after_seq, Some("error"), limit).await?;
+    let row_numbers: Vec<i32> = errors.iter().map(|(_, issue)| issue.row_number).collect();
     let rows = sqlx::query(
-        "SELECT i.seq, i.row_number, i.line, i.column_name, i.code, i.message,
-                r.contact_ref, r.recipient_timezone, r.registry_status, r.registry_checked_at, r.registry_evidence,
-                r.consent_type, r.consent_evidence, r.consent_given_at, r.consent_expires_at, r.exemption,
-                r.call_type, r.priority, r.max_attempts
-           FROM import_issues i
-           LEFT JOIN import_rejected_rows r ON r.import_id = i.import_id AND r.row_number = i.row_number
-          WHERE i.import_id = $1 AND i.severity = 'error' AND i.seq > $2
-          ORDER BY i.seq LIMIT $3",
+        "SELECT row_number, contact_ref, recipient_timezone, registry_status, registry_checked_at,
+                registry_evidence, consent_type, consent_evidence, consent_given_at, consent_expires_at,
+                exemption, call_type, priority, max_attempts
+           FROM import_rejected_rows WHERE import_id = $1 AND row_number = ANY($2)",
     )
     .bind(import_id)
-    .bind(after_seq)
-    .bind(limit)
+    .bind(&row_numbers)
     .fetch_all(executor)
     .await?;
-    rows.iter()
-        .map(|row| {
-            let values = (6..6 + REJECTED_ROW_COLUMNS.len())
-                .map(|index| row.try_get::<Option<String>, _>(index))
-                .collect::<sqlx::Result<Vec<_>>>()?;
-            Ok(RejectedIssue {
-                seq: row.try_get(0)?,
-                row_number: row.try_get(1)?,
-                line: row.try_get(2)?,
-                column_name: row.try_get(3)?,
-                code: row.try_get(4)?,
-                message: row.try_get(5)?,
-                values,
-            })
+    let mut values_by_row = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let values = (1..=REJECTED_ROW_COLUMNS.len())
+            .map(|index| row.try_get::<Option<String>, _>(index))
+            .collect::<sqlx::Result<Vec<_>>>()?;
+        values_by_row.insert(row.try_get::<i32, _>(0)?, values);
+    }
+    Ok(errors
+        .into_iter()
+        .map(|(seq, issue)| RejectedIssue {
+            seq,
+            values: values_by_row
+                .get(&issue.row_number)
+                .cloned()
+                .unwrap_or_else(|| vec![None; REJECTED_ROW_COLUMNS.len()]),
+            row_number: issue.row_number,
+            line: issue.line,
+            column_name: issue.column_name,
+            code: issue.code,
+            message: issue.message,
         })
-        .collect()
+        .collect())
 }
 
 #[derive(Debug, Clone)]

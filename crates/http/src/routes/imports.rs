@@ -573,8 +573,8 @@ pub async fn get_import(
     let (errors, warnings) = if record.state == "completed" {
         let inline = INLINE_ISSUES as i64;
         (
-            imports::issues_of_severity(&state.pool, import_id, "error", inline).await?,
-            imports::issues_of_severity(&state.pool, import_id, "warning", inline).await?,
+            imports::issues(&state.pool, import_id, -1, Some("error"), inline).await?,
+            imports::issues(&state.pool, import_id, -1, Some("warning"), inline).await?,
         )
     } else {
         (Vec::new(), Vec::new())
@@ -639,7 +639,7 @@ pub async fn list_import_issues(
             )
         })?,
     };
-    let rows = imports::issues(&state.pool, import_id, after, limit + 1).await?;
+    let rows = imports::issues(&state.pool, import_id, after, None, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
     let next = match (more, rows.last()) {

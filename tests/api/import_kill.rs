@@ -37,11 +37,11 @@ use crate::support::{database_url, write_test_key_file};
 /// (32,768 rows), so a `COPY` of contacts runs before the job is blocked.
 const VALID_ROWS: usize = 36_000;
 /// Rejected rows after them. Each adds a row issue of about 120 bytes and a
-/// rejected row of about 100 (estimates), and the job writes both in batches
-/// of 1 MiB: a batch of issues about every 8,700 rows and one of rejected rows
-/// every 10,000. The first batch of issues waits for the test's lock, the
-/// next two batches fill the writer's queue of 2, and the reader then stops
-/// at about 20,000 of these rows.
+/// rejected row of about 100 (estimates). The job writes both in batches of
+/// 1 MiB, so a batch of issues leaves about every 8,700 rows and one of
+/// rejected rows every 10,000. The first batch of issues waits for the
+/// test's lock and the next two fill the writer's queue of 2, so the reader
+/// stops at about 20,000 of these rows.
 const REJECTED_ROWS: usize = 36_000;
 /// Upper bound of every wait.
 const WAIT: Duration = Duration::from_secs(60);

@@ -1347,6 +1347,93 @@ async fn running_campaign_refuses_import() {
 }
 
 #[tokio::test]
+async fn launch_leaves_other_campaigns_writable() {
+    // A statement with a generic plan locks every partition of contacts on
+    // PostgreSQL 15, so a launch that held a SHARE lock on its campaign's
+    // partition (an index build, say) would hold up writes to every campaign.
+    let (app, campaign) = setup(json!({})).await;
+    let other = app.create_campaign(json!({})).await;
+    assert_counts(
+        &import(&app, &other, "", "to_number\n0491 570 156\n").await,
+        1,
+        0,
+    );
+    assert_counts(
+        &import(&app, &campaign, "", "to_number\n0491 570 006\n").await,
+        1,
+        0,
+    );
+    let washed = wash(
+        &app,
+        &campaign,
+        "wash_reference=W-1",
+        "number,result\n0491 570 006,N\n",
+    )
+    .await;
+    assert_eq!(washed.status, 201, "wash: {}", washed.text);
+
+    // The launch writes its audit entry last, so a lock on audit_log keeps
+    // its transaction open with everything else done.
+    let mut holder = app.pool.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE audit_log IN SHARE MODE")
+        .execute(&mut *holder)
+        .await
+        .expect("lock audit_log");
+    let admin = app.admin();
+    let path = format!("/v1/campaigns/{campaign}/launch");
+    let launch = app.post(&path, &admin, json!({}));
+    let probe = async {
+        let mut launch_waiting = false;
+        for _ in 0..200 {
+            launch_waiting = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks
+                                 WHERE relation = 'audit_log'::regclass AND NOT granted)",
+            )
+            .fetch_one(&app.pool)
+            .await
+            .expect("lock lookup");
+            if launch_waiting {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+
+        let mut writer = app.pool.acquire().await.expect("connection");
+        for setting in [
+            "SET plan_cache_mode = force_generic_plan",
+            "SET lock_timeout = '2s'",
+        ] {
+            sqlx::query(setting)
+                .execute(&mut *writer)
+                .await
+                .expect("setting");
+        }
+        let written =
+            sqlx::query("UPDATE contacts SET updated_at = updated_at WHERE campaign_id = $1::uuid")
+                .bind(&other)
+                .execute(&mut *writer)
+                .await
+                .map(|done| done.rows_affected());
+        sqlx::query("RESET ALL")
+            .execute(&mut *writer)
+            .await
+            .expect("reset");
+        holder.rollback().await.expect("release audit_log");
+        (launch_waiting, written)
+    };
+    let ((status, body), (launch_waiting, written)) = tokio::join!(launch, probe);
+
+    assert!(launch_waiting, "the launch reached its audit entry");
+    assert_eq!(status, 200, "launch: {body}");
+    assert_eq!(
+        written.expect("a write to another campaign during a launch does not wait"),
+        1,
+        "the other campaign's contact is written"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn paused_campaign_accepts_import() {
     let (app, campaign) = setup(json!({})).await;
     launch(&app, &campaign).await;

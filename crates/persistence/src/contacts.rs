@@ -126,6 +126,12 @@ const INDEX_BUILD_MEMORY: &str = "512MB";
 /// Indexes the table of a campaign's first import and attaches it as the
 /// campaign's partition of `contacts`.
 ///
+/// Every index, including the claim index that only the dispatcher reads, is
+/// built here, before the table is visible to other sessions. A build on an
+/// attached partition holds a `SHARE` lock on it until commit. On PostgreSQL
+/// 15 a statement run with a generic plan locks every partition of
+/// `contacts`, so that lock would hold up writes to every campaign's contacts.
+///
 /// The statement trigger that checks the references of new contacts does not
 /// fire for this table, so the same check runs here once.
 ///
@@ -150,6 +156,7 @@ pub async fn attach_partition(
             "the import, campaign and client of the new contacts do not exist together".into(),
         ));
     }
+
     let name = partition_name(parents.campaign_id);
     let campaign = parents.campaign_id;
     let statements = [

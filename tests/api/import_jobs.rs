@@ -1275,7 +1275,8 @@ async fn later_import_into_partition_finds_duplicates() {
     let (app, campaign) = spawn_with_limits(ImportLimits::default()).await;
     let first = upload(&app, &campaign, valid_rows(3), None).await;
     assert_eq!(first.status, 201, "first import: {}", first.text);
-    // Row 1 repeats the first file's row 2 in another style; row 2 is new.
+
+    // Row 1 repeats the first file's row 2 in another style, and row 2 is new.
     let second = upload(
         &app,
         &campaign,
@@ -1297,6 +1298,7 @@ async fn later_import_into_partition_finds_duplicates() {
         "the duplicate names the row it repeats: {}",
         second.text
     );
+
     let listed = contacts(&app, &campaign).await;
     let refs: Vec<&str> = listed
         .iter()

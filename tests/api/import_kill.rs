@@ -38,8 +38,8 @@ use crate::support::{database_url, write_test_key_file};
 const VALID_ROWS: usize = 36_000;
 /// Rejected rows after them. Each adds a row issue of about 120 bytes and a
 /// rejected row of about 100 (estimates). The job writes both in batches of
-/// 1 MiB, so a batch of issues leaves about every 8,700 rows and one of
-/// rejected rows every 10,000. The first batch of issues waits for the
+/// 1 MiB, so it sends a batch of issues about every 8,700 rows and one
+/// of rejected rows every 10,000. The first batch of issues waits for the
 /// test's lock and the next two fill the writer's queue of 2, so the reader
 /// stops at about 20,000 of these rows.
 const REJECTED_ROWS: usize = 36_000;

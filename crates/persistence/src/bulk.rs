@@ -219,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn arrays_carry_header_and_length_prefixed_elements() {
+    fn arrays_have_header_and_elements() {
         let mut buffer = CopyBuffer::with_capacity(0);
         buffer.int4_array(&[5]);
         buffer.text_array(["ab", ""].into_iter());

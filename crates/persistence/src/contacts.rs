@@ -88,8 +88,8 @@ pub fn partition_name(campaign_id: Uuid) -> String {
 /// one else until commit.
 ///
 /// The new table's check constraint requires every row to belong to the
-/// campaign and its client. It is checked row by row as the rows arrive, so attaching the
-/// table needs no scan of its own.
+/// campaign and its client. It is checked row by row as the rows arrive, so
+/// attaching the table needs no scan of its own.
 pub async fn prepare_import_table(
     connection: &mut PgConnection,
     parents: &ContactParents<'_>,
@@ -128,7 +128,7 @@ const INDEX_BUILD_MEMORY: &str = "512MB";
 ///
 /// Every index, including the claim index that only the dispatcher reads, is
 /// built here, before the table is visible to other sessions. A build on an
-/// attached partition holds a `SHARE` lock on it until commit. On PostgreSQL
+/// attached partition takes a `SHARE` lock on it and keeps it until commit. On PostgreSQL
 /// 15 a statement run with a generic plan locks every partition of
 /// `contacts`, so that lock would hold up writes to every campaign's contacts.
 ///

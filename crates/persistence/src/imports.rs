@@ -248,7 +248,7 @@ struct IssueBlockRow {
 
 impl IssueBlockRow {
     /// Takes the issues after `after_seq`, of `severity` when given, into
-    /// `found` until it holds `limit`.
+    /// `found` until it contains `limit`.
     fn take_into(
         self,
         after_seq: i32,
@@ -336,7 +336,7 @@ pub const ISSUE_BLOCKS_COPY: &str =
     severities, row_numbers, lines, column_names, codes, messages) FROM STDIN (FORMAT binary)";
 
 /// Appends a block of consecutive issues, the first numbered `first_seq`,
-/// to an [`ISSUE_BLOCKS_COPY`] payload. `issues` holds 1 to
+/// to an [`ISSUE_BLOCKS_COPY`] payload. `issues` contains 1 to
 /// [`ISSUE_BLOCK_LEN`] issues.
 pub fn encode_issue_block(
     buffer: &mut CopyBuffer,
@@ -344,7 +344,7 @@ pub fn encode_issue_block(
     first_seq: i32,
     issues: &[IssueRecord],
 ) {
-    let count = i32::try_from(issues.len()).expect("a block holds at most ISSUE_BLOCK_LEN issues");
+    let count = i32::try_from(issues.len()).expect("a block has at most ISSUE_BLOCK_LEN issues");
     let errors = issues
         .iter()
         .filter(|issue| issue.severity == "error")

@@ -3098,18 +3098,24 @@ async fn unknown_column_names_setting_and_drop_parameter() {
     ] {
         assert!(detail.contains(part), "detail names {part}: {detail}");
     }
-    // A header cell that looks like a phone number is never echoed.
+    // A header cell that looks like a phone number, beside to_number, is an
+    // unknown column named by its position, never echoed.
     let reply = expect_file_problem(
         Options::default(),
         "",
         "to_number,0491 570 156\n0491 570 006,Noah\n",
         422,
-        "missing_required_column",
+        "unknown_column",
     )
     .await;
     assert!(
         !reply.text.contains("570"),
         "the number-like cell is not echoed: {}",
         reply.text
+    );
+    let detail = reply.body["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("header column 2"),
+        "names the position: {detail}"
     );
 }

@@ -132,6 +132,10 @@ pub enum HeaderError {
     DuplicateColumn(String),
     #[error("column {0:?} is neither a contact column nor one of the campaign's personalisation_keys; add it to the campaign's personalisation_keys setting, or import with the query parameter ?drop_unknown_columns=true to drop unknown columns")]
     UnknownColumn(String),
+    /// A header cell, at this 1-based position, contains what looks like a phone
+    /// number while the header does name `to_number`. The cell is not echoed.
+    #[error("header column {0} holds a value, not a column name; remove that column, or import with the query parameter ?drop_unknown_columns=true to drop it")]
+    ValueInHeader(usize),
     /// A header cell contains what looks like a phone number: the file has no
     /// header row. The cell is not echoed.
     #[error("the first row looks like data, not a header; add a header row naming the columns, with to_number")]
@@ -144,7 +148,7 @@ impl HeaderError {
             HeaderError::MissingRequiredColumn => "missing_required_column",
             HeaderError::MissingToNumberRename(_) => "missing_required_column",
             HeaderError::DuplicateColumn(_) => "duplicate_column",
-            HeaderError::UnknownColumn(_) => "unknown_column",
+            HeaderError::UnknownColumn(_) | HeaderError::ValueInHeader(_) => "unknown_column",
             HeaderError::HeaderLooksLikeData => "missing_required_column",
         }
     }
@@ -185,11 +189,22 @@ impl HeaderMap {
         let mut slots = Vec::with_capacity(headers.len());
         let mut dropped = Vec::new();
         // The first unknown column, reported after the check for to_number.
-        let mut unknown: Option<String> = None;
-        for header in headers {
+        let mut unknown: Option<HeaderError> = None;
+        // Whether a header cell contains what looks like a phone number.
+        let mut data_like = false;
+        for (index, header) in headers.iter().enumerate() {
             let name = normalise_header(header);
             if looks_like_data(&name) {
-                return Err(HeaderError::HeaderLooksLikeData);
+                // Never kept or echoed: it is an unknown column known only by
+                // its position, or, without to_number, a sign of a missing header.
+                data_like = true;
+                if drop_unknown {
+                    dropped.push(format!("(column {})", index + 1));
+                } else {
+                    unknown.get_or_insert(HeaderError::ValueInHeader(index + 1));
+                }
+                slots.push(Slot::Dropped);
+                continue;
             }
             if name.is_empty() {
                 // A trailing delimiter in a spreadsheet export leaves a blank header.
@@ -207,12 +222,15 @@ impl HeaderMap {
                 dropped.push(name);
                 Slot::Dropped
             } else {
-                unknown.get_or_insert(name);
+                unknown.get_or_insert(HeaderError::UnknownColumn(name));
                 Slot::Dropped
             };
             slots.push(slot);
         }
         if !slots.contains(&Slot::Known(Column::ToNumber)) {
+            if data_like {
+                return Err(HeaderError::HeaderLooksLikeData);
+            }
             let renamed = headers
                 .iter()
                 .map(|header| normalise_header(header))
@@ -222,8 +240,8 @@ impl HeaderMap {
                 None => HeaderError::MissingRequiredColumn,
             });
         }
-        if let Some(name) = unknown {
-            return Err(HeaderError::UnknownColumn(name));
+        if let Some(error) = unknown {
+            return Err(error);
         }
         Ok(Self { slots, dropped })
     }
@@ -880,6 +898,20 @@ mod tests {
                 "{reference:?}"
             );
         }
+    }
+
+    #[test]
+    fn header_value_beside_to_number() {
+        let keys = Vec::new();
+        let error = HeaderMap::build(&["to_number", "0491 570 156"], &keys, false)
+            .map(|_| ())
+            .expect_err("a value is not a column name");
+        assert_eq!(error, HeaderError::ValueInHeader(2));
+        assert_eq!(error.code(), "unknown_column");
+        assert!(!error.to_string().contains("570"));
+        let dropped = HeaderMap::build(&["To Number", "0491570156"], &keys, true).expect("dropped");
+        assert_eq!(dropped.dropped, vec!["(column 2)".to_owned()]);
+        assert_eq!(dropped.slots[1], Slot::Dropped);
     }
 
     #[test]

@@ -7,15 +7,15 @@
 //! batch of row issues. The test kills the server while the job reports its
 //! progress. It then checks through SQL that nothing of the import is left:
 //! no contacts, no row issues, no rejected rows and no audit entry. A new
-//! server on the same database must report the import as failed with
-//! `import_interrupted`. Uploading the file again with a new
+//! server on the same database must mark the import failed with
+//! `import_interrupted` when it starts, and report it so. Uploading the file again with a new
 //! `Idempotency-Key` must import every valid row exactly once.
 //!
 //! The lock is a `SHARE` lock on `import_issue_blocks` taken by the test. It
-//! blocks the job's `COPY` into that table and nothing else the job needs. The file has no row issue until after the first batch of
-//! contacts. Its rejected rows then fill several batches of row issues, so
-//! the job's reader stops well before the end of the file. The stop does not
-//! depend on timing.
+//! blocks the job's `COPY` into that table and nothing else the job needs.
+//! The file has no row issue until after the first batch of contacts. Its
+//! rejected rows then fill several batches of row issues, so the job's reader
+//! stops well before the end of the file. The stop does not depend on timing.
 //!
 //! Numbers are ACMA's fictitious landlines (02|03|07|08) 5550 xxxx and
 //! 7010 xxxx; the rejected rows carry a letter in the number.
@@ -407,8 +407,20 @@ async fn killed_server_leaves_no_partial_import() {
         .collect();
     assert!(spooled.is_empty(), "no upload left on disk: {spooled:?}");
 
-    // A new server on the same database reports the import as interrupted.
+    // A new server on the same database marks the import interrupted when
+    // it starts, before any request reads it, and reports it so.
     let second = Server::start(&work, &database, "second").await;
+    let (state, code): (String, Option<String>) =
+        sqlx::query_as("SELECT state, error_code FROM imports WHERE id = $1")
+            .bind(import_uuid)
+            .fetch_one(&pool)
+            .await
+            .expect("the import is recorded");
+    assert_eq!(
+        (state.as_str(), code.as_deref()),
+        ("failed", Some("import_interrupted")),
+        "marked when the second server started"
+    );
     let failed = client.get(&second, &import_path).await;
     assert_eq!(failed["state"], "failed", "interrupted import: {failed}");
     assert_eq!(

@@ -429,6 +429,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let pool =
         prepare_database_with(&args.database.database_url, args.database_connections).await?;
     check_keys(&pool, &secrets).await?;
+    let interrupted = outbound_persistence::imports::fail_all_abandoned(&pool)
+        .await
+        .context("cannot check for interrupted imports")?;
+    if interrupted > 0 {
+        tracing::warn!(
+            imports = interrupted,
+            "import jobs left unfinished by a stopped server were marked failed"
+        );
+    }
     let listener = TcpListener::bind(&args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;

@@ -209,6 +209,28 @@ pub async fn fail_if_abandoned(connection: &mut PgConnection, id: Uuid) -> sqlx:
     Ok(changed > 0)
 }
 
+/// Marks every abandoned `processing` import `failed`, as
+/// [`fail_if_abandoned`] does for one. A server calls it when it starts, so an
+/// import that a stopped server left behind reads as interrupted everywhere,
+/// not only once its progress is polled. Returns how many it marked.
+pub async fn fail_all_abandoned(pool: &sqlx::PgPool) -> sqlx::Result<u64> {
+    let running: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM imports WHERE state = 'processing'")
+            .fetch_all(pool)
+            .await?;
+    if running.is_empty() {
+        return Ok(0);
+    }
+    let mut connection = pool.acquire().await?;
+    let mut failed = 0;
+    for id in running {
+        if fail_if_abandoned(&mut connection, id).await? {
+            failed += 1;
+        }
+    }
+    Ok(failed)
+}
+
 pub async fn find_import(
     executor: impl PgExecutor<'_>,
     campaign_id: Uuid,

@@ -555,18 +555,7 @@ pub async fn get_import(
     campaigns::find(&state.pool, &scope, campaign_id)
         .await?
         .ok_or_else(|| ApiError::not_found("campaign"))?;
-    let mut record = imports::find_import(&state.pool, campaign_id, import_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("import"))?;
-    if record.state == "processing" {
-        let mut connection = state.pool.acquire().await?;
-        if imports::fail_if_abandoned(&mut connection, import_id).await? {
-            tracing::warn!(%campaign_id, %import_id, "an import job was interrupted; marked failed");
-            record = imports::find_import(&mut *connection, campaign_id, import_id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("import"))?;
-        }
-    }
+    let record = current_import(&state, campaign_id, import_id).await?;
     // Issues commit with the import, so only a completed import has any. A
     // poll of a running job would otherwise walk past every uncommitted
     // issue entry in the index.
@@ -597,6 +586,29 @@ pub struct RowIssueSeverityView {
 }
 
 /// Page through every row error and warning of an import.
+/// Reads an import, first marking it `failed` with `import_interrupted` when
+/// it is `processing` but no server is running it any more.
+async fn current_import(
+    state: &AppState,
+    campaign_id: Uuid,
+    import_id: Uuid,
+) -> ApiResult<imports::ImportRecord> {
+    let record = imports::find_import(&state.pool, campaign_id, import_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("import"))?;
+    if record.state != "processing" {
+        return Ok(record);
+    }
+    let mut connection = state.pool.acquire().await?;
+    if !imports::fail_if_abandoned(&mut connection, import_id).await? {
+        return Ok(record);
+    }
+    tracing::warn!(%campaign_id, %import_id, "an import job was interrupted; marked failed");
+    imports::find_import(&mut *connection, campaign_id, import_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("import"))
+}
+
 #[utoipa::path(
     tag = "imports",
     params(
@@ -724,9 +736,7 @@ pub async fn rejected_rows_csv(
     campaigns::find(&state.pool, &scope, campaign_id)
         .await?
         .ok_or_else(|| ApiError::not_found("campaign"))?;
-    let record = imports::find_import(&state.pool, campaign_id, import_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("import"))?;
+    let record = current_import(&state, campaign_id, import_id).await?;
     if record.state == "processing" {
         return Err(ApiError::conflict(
             "import_not_finished",

@@ -506,6 +506,41 @@ async fn day_first_date_rejected() {
 }
 
 #[tokio::test]
+async fn out_of_range_date_rejected() {
+    // Years PostgreSQL cannot store used to fail the whole file with a 500.
+    let (app, campaign) = setup(json!({})).await;
+    let csv = "to_number,registry_status,registry_checked_at,consent_type,consent_given_at\n\
+               0491 570 006,N,2026-01-10,,\n\
+               0491 570 156,N,-4800-01-01,,\n\
+               0491 570 157,,,express,-5000-01-01\n\
+               0491 570 158,N,0001-01-01T00:00:00Z,,\n";
+    let reply = import(&app, &campaign, "", csv).await;
+    assert_counts(&reply, 1, 3);
+    assert_issue(
+        &reply.body["errors"],
+        "invalid_date",
+        2,
+        3,
+        "registry_checked_at",
+    );
+    assert_issue(
+        &reply.body["errors"],
+        "invalid_date",
+        3,
+        4,
+        "consent_given_at",
+    );
+    assert_issue(
+        &reply.body["errors"],
+        "invalid_date",
+        4,
+        5,
+        "registry_checked_at",
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn unknown_consent_type_rejected() {
     let header = "to_number,consent_type,consent_given_at";
     let errors = reject_second_row(
@@ -1082,6 +1117,25 @@ async fn semicolon_delimiter_accepted() {
         "A,1",
         "a comma is data under ';'"
     );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn blank_lines_before_header_skipped() {
+    // A blank first line used to hide the semicolons of the header, which
+    // was then read as one column named "to_number;contact_ref".
+    let (app, campaign) = setup(json!({})).await;
+    let csv = "\u{feff}\r\n;;\r\nto_number;contact_ref\r\n0491 570 006;A,1\r\n0491 570 15;B\r\n";
+    let reply = import(&app, &campaign, "", csv).await;
+    assert_counts(&reply, 1, 1);
+    assert_issue(
+        &reply.body["errors"],
+        "invalid_to_number",
+        2,
+        5,
+        "to_number",
+    );
+    assert_eq!(contacts(&app, &campaign).await[0]["contact_ref"], "A,1");
     app.finish().await;
 }
 
@@ -2317,6 +2371,32 @@ async fn trailing_delimiter_on_every_line_accepted() {
 }
 
 #[tokio::test]
+async fn unnamed_column_with_values_is_unknown_column() {
+    // A value under a blank header used to be dropped without a word.
+    let csv = "to_number,,contact_ref\n0491 570 006,,A-1\n0491 570 156,kept aside,A-2\n";
+    let reply = expect_file_problem(Options::default(), "", csv, 422, "unknown_column").await;
+    let detail = reply.body["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("line 3") && detail.contains("column 2"),
+        "names the line and position: {detail}"
+    );
+    assert!(!detail.contains("kept aside"), "no value echoed: {detail}");
+    assert_eq!(reply.body["line"], 3, "{}", reply.text);
+
+    let app = TestApp::spawn().await;
+    let campaign = app.create_campaign(json!({})).await;
+    let reply = import(&app, &campaign, "?drop_unknown_columns=true", csv).await;
+    assert_counts(&reply, 2, 0);
+    assert_eq!(
+        reply.body["dropped_columns"],
+        json!(["(column 2)"]),
+        "{}",
+        reply.text
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn quoted_header_names_with_spaces_accepted() {
     let csv = "\" To Number \",\"Contact Ref\",\"Recipient\u{a0}Timezone\"\n0491 570 006,A-1,NSW\n";
     let (_, list) = import_expecting(csv, 1, 0).await;
@@ -3078,6 +3158,25 @@ async fn wash_rejects_non_csv_content_type_with_415() {
         reply.text
     );
     app.finish().await;
+}
+
+#[tokio::test]
+async fn headerless_file_echoes_no_name() {
+    // "Marcella" contains "cell", and used to be named in a hint to rename
+    // it to to_number.
+    let reply = expect_file_problem(
+        Options::default(),
+        "",
+        ",Marcella,Smith\n0491 570 156,Jo,Al\n",
+        422,
+        "missing_required_column",
+    )
+    .await;
+    assert!(
+        !reply.text.to_lowercase().contains("marcella"),
+        "no value echoed: {}",
+        reply.text
+    );
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
 use crate::evidence::{ConsentType, Exemption, RegistryStatus, WASH_DAY_ZONE};
 use crate::hours::CallType;
@@ -157,9 +157,26 @@ impl HeaderError {
 /// Returns whether a header name usually labels a column of phone numbers, such as
 /// `phone`, `mobile_number` or `MSISDN`.
 fn names_phone_column(name: &str) -> bool {
-    ["phone", "mobile", "number", "tel", "msisdn", "cell"]
-        .iter()
-        .any(|word| name.contains(word))
+    const WORDS: [&str; 12] = [
+        "phone",
+        "telephone",
+        "mobile",
+        "mob",
+        "number",
+        "num",
+        "no",
+        "tel",
+        "msisdn",
+        "cell",
+        "cellphone",
+        "ph",
+    ];
+    // Whole words only: a first name such as "Marcella" in the header row of
+    // a file without one must not be taken for a column name and repeated.
+    name.split('_').any(|word| WORDS.contains(&word))
+        || ["phone", "mobile", "msisdn"]
+            .iter()
+            .any(|stem| name.starts_with(stem) || name.ends_with(stem))
 }
 
 /// The meaning of each header position.
@@ -603,8 +620,17 @@ pub fn may_be_phone_number(value: &str) -> bool {
 
 /// Parses an ISO 8601 date (`2026-11-20`) or date-time (`2026-11-20T10:15:00+11:00`,
 /// or without an offset, read as Australia/Sydney time). Dates without a time are
-/// read as the start of that day in Australia/Sydney.
+/// read as the start of that day in Australia/Sydney. Years outside
+/// [`DATE_YEARS`] are refused: they are typing or spreadsheet mistakes, and
+/// some are beyond what PostgreSQL can store.
 pub fn parse_iso_date_or_time(value: &str) -> Option<(DateTime<Utc>, NaiveDate)> {
+    parse_any_year(value).filter(|(_, date)| DATE_YEARS.contains(&date.year()))
+}
+
+/// The years a date in a contact or wash file may fall in.
+pub const DATE_YEARS: std::ops::RangeInclusive<i32> = 1900..=2999;
+
+fn parse_any_year(value: &str) -> Option<(DateTime<Utc>, NaiveDate)> {
     let value = value.trim();
     if let Ok(date) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
         let start = WASH_DAY_ZONE
@@ -642,8 +668,10 @@ fn parse_date_field(
             column,
             "invalid_date",
             format!(
-                "{} must be an ISO 8601 date (YYYY-MM-DD) or date-time",
-                column.name()
+                "{} must be an ISO 8601 date (YYYY-MM-DD) or date-time, in the years {} to {}",
+                column.name(),
+                DATE_YEARS.start(),
+                DATE_YEARS.end()
             ),
         ));
     }
@@ -712,6 +740,28 @@ mod tests {
         assert_eq!(other, Err(HeaderError::MissingRequiredColumn));
         let dropped = HeaderMap::build(&["to_number", "nickname"], &keys, true).expect("dropped");
         assert_eq!(dropped.dropped, vec!["nickname".to_owned()]);
+    }
+
+    #[test]
+    fn rename_hint_needs_whole_word() {
+        let keys = Vec::new();
+        for (headers, hint) in [
+            (&["Mobile Phone", "first_name"][..], Some("mobile_phone")),
+            (&["Contact No", "first_name"], Some("contact_no")),
+            (&["HomePhone"], Some("homephone")),
+            (&["MSISDN"], Some("msisdn")),
+            (&["", "Marcella", "Smith"], None),
+            (&["Telford", "Cellini"], None),
+        ] {
+            let error = HeaderMap::build(headers, &keys, false)
+                .map(|_| ())
+                .expect_err("no to_number");
+            let expected = match hint {
+                Some(name) => HeaderError::MissingToNumberRename(name.into()),
+                None => HeaderError::MissingRequiredColumn,
+            };
+            assert_eq!(error, expected, "{headers:?}");
+        }
     }
 
     #[test]
@@ -938,5 +988,23 @@ mod tests {
         assert_eq!(instant.to_rfc3339(), "2026-11-19T13:00:00+00:00");
         assert!(parse_iso_date_or_time("2026-11-20T10:00:00Z").is_some());
         assert!(parse_iso_date_or_time("20/11/2026").is_none());
+    }
+
+    #[test]
+    fn dates_outside_years_rejected() {
+        for value in [
+            "-4800-01-01",
+            "-5000-01-01T00:00:00Z",
+            "0001-01-01",
+            "1899-12-31",
+            "3000-01-01",
+            "+12026-11-20",
+            "99999-01-01T00:00:00",
+        ] {
+            assert!(parse_iso_date_or_time(value).is_none(), "{value}");
+        }
+        for value in ["1900-01-01", "2999-12-31T23:59:59+11:00"] {
+            assert!(parse_iso_date_or_time(value).is_some(), "{value}");
+        }
     }
 }

@@ -396,10 +396,41 @@ impl Processor {
         });
 
         let header_names: Vec<String> = names.iter().map(|name| normalise_header(name)).collect();
+        // Columns with a blank header: a spreadsheet's trailing delimiters
+        // leave them empty, but one that contains values is an unknown column.
+        let unnamed: Vec<usize> = header_names
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| name.is_empty())
+            .map(|(position, _)| position)
+            .collect();
+        let mut unnamed_dropped = vec![false; unnamed.len()];
         while let Some(record) = reader.next_record()? {
             let fields = record.fields();
             if fields.iter().all(|field| is_blank(field)) {
                 continue;
+            }
+            for (index, &position) in unnamed.iter().enumerate() {
+                if fields.get(position).is_none_or(|field| is_blank(field)) {
+                    continue;
+                }
+                if !self.plan.drop_unknown_columns {
+                    return Err(ApiError::unprocessable(
+                        "unknown_column",
+                        format!(
+                            "line {}: column {} has no name in the header but holds a value; name it as a contact column or personalisation key, delete it, or import with the query parameter ?drop_unknown_columns=true to drop it",
+                            record.line,
+                            position + 1
+                        ),
+                    )
+                    .with("line", record.line));
+                }
+                if !unnamed_dropped[index] {
+                    unnamed_dropped[index] = true;
+                    self.outcome
+                        .dropped_columns
+                        .push(format!("(column {})", position + 1));
+                }
             }
             self.outcome.counts.rows_total += 1;
             let row = self.outcome.counts.rows_total;

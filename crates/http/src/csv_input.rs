@@ -24,7 +24,9 @@ impl DeclaredEncoding {
     /// Reads `charset=` from a Content-Type or an `encoding` query value.
     pub fn parse(value: &str) -> Option<Self> {
         match value.trim().trim_matches('"').to_ascii_lowercase().as_str() {
-            "utf-8" | "utf8" => Some(DeclaredEncoding::Utf8),
+            // ASCII is a subset of UTF-8; utf-8-sig is Python's name for UTF-8
+            // with a byte order mark, which is read either way.
+            "utf-8" | "utf8" | "utf-8-sig" | "us-ascii" | "ascii" => Some(DeclaredEncoding::Utf8),
             "windows-1252" | "cp1252" | "latin1" | "iso-8859-1" => {
                 Some(DeclaredEncoding::Windows1252)
             }
@@ -453,37 +455,38 @@ impl<S: ByteSource> RecordReader<S> {
             line: 0,
             limits,
         };
-        let header_end = loop {
-            // A file from an old Mac ends its lines with a lone CR.
-            if let Some(end) = reader.text.iter().position(|&b| b == b'\n' || b == b'\r') {
+        // Lines before the header that hold nothing but spaces and delimiters
+        // are empty records, skipped like those between rows. The header's
+        // delimiter is detected from the first line with content.
+        let mut line_start = 0;
+        let line_end = loop {
+            let end = reader.line_end(line_start)?;
+            let line = &reader.text[line_start..end];
+            if !line.iter().all(|b| b" \t,;".contains(b)) || end == reader.text.len() {
                 break end;
             }
-            if reader.text_done {
-                break reader.text.len();
+            line_start = end + 1;
+            if reader.text[end] == b'\r' {
+                if end + 1 == reader.text.len() && !reader.text_done {
+                    reader.refill()?;
+                }
+                if reader.text.get(end + 1) == Some(&b'\n') {
+                    line_start += 1;
+                }
             }
-            if reader.text.len() > limits.max_record_bytes() {
-                return Err(malformed(
-                    1,
-                    &format!(
-                        "the header line is longer than {} bytes",
-                        limits.max_record_bytes()
-                    ),
-                ));
-            }
-            reader.refill()?;
         };
-        let first_line = &reader.text[..header_end];
         if looks_like_utf16(&reader.text[..reader.text.len().min(UTF16_SAMPLE)]) {
             return Err(ApiError::unprocessable(
                 "unsupported_encoding",
                 "the file looks like UTF-16 without a byte order mark; save it as UTF-8, or as UTF-16 with a byte order mark",
             ));
         }
+        let first_line = &reader.text[line_start..line_end];
         let directive = match excel_separator(first_line) {
             Some(Ok(delimiter)) => Some(delimiter),
             Some(Err(())) => {
                 return Err(malformed(
-                    1,
+                    reader.line_number_at(line_start),
                     "the sep= line names a delimiter other than comma, semicolon or tab",
                 ))
             }
@@ -494,13 +497,52 @@ impl<S: ByteSource> RecordReader<S> {
             .delimiter(reader.delimiter)
             .build();
         reader.scanner = TextScanner::new(reader.delimiter);
-        if directive.is_some() {
-            // Excel's `sep=;` line is not a record: the header follows it.
-            let line = &reader.text[..header_end];
-            reader.scanner.advance(line);
-            reader.position = header_end;
-        }
+        // Excel's `sep=;` line is not a record: the header follows it.
+        let skipped = if directive.is_some() {
+            line_end
+        } else {
+            line_start
+        };
+        let skipped_text = &reader.text[..skipped];
+        reader.scanner.advance(skipped_text);
+        reader.position = skipped;
         Ok(reader)
+    }
+
+    /// Returns the end of the line that starts at `start` in the text read so
+    /// far, reading more as needed: the position of its `\n` or `\r`, or the
+    /// end of the text. Used only while the reader is opened, before any
+    /// text is consumed.
+    fn line_end(&mut self, start: usize) -> Result<usize, ApiError> {
+        loop {
+            if let Some(offset) = self.text[start..]
+                .iter()
+                .position(|&b| b == b'\n' || b == b'\r')
+            {
+                return Ok(start + offset);
+            }
+            if self.text_done {
+                return Ok(self.text.len());
+            }
+            if self.text.len() - start > self.limits.max_record_bytes() {
+                return Err(malformed(
+                    self.line_number_at(start),
+                    &format!(
+                        "the header line is longer than {} bytes",
+                        self.limits.max_record_bytes()
+                    ),
+                ));
+            }
+            self.refill()?;
+        }
+    }
+
+    /// Returns the 1-based physical line that starts at `position` of the text read
+    /// so far, counted as the scanner counts, while the reader is opened.
+    fn line_number_at(&self, position: usize) -> u64 {
+        let mut scanner = TextScanner::new(b',');
+        scanner.advance(&self.text[..position]);
+        scanner.line
     }
 
     pub fn delimiter(&self) -> u8 {
@@ -804,6 +846,53 @@ mod tests {
         assert_eq!(tab[0].1, vec!["to_number", "contact_ref"]);
         let error = records(b"sep=|\nto_number|contact_ref\n", 2).expect_err("refused");
         assert_eq!(error.code, "malformed_csv");
+    }
+
+    #[test]
+    fn declared_charset_aliases() {
+        for name in ["UTF-8", "utf-8-sig", "US-ASCII", "ascii"] {
+            assert_eq!(
+                DeclaredEncoding::parse(name),
+                Some(DeclaredEncoding::Utf8),
+                "{name}"
+            );
+        }
+        for name in ["windows-1252", "ISO-8859-1", "\"cp1252\""] {
+            assert_eq!(
+                DeclaredEncoding::parse(name),
+                Some(DeclaredEncoding::Windows1252),
+                "{name}"
+            );
+        }
+        assert_eq!(DeclaredEncoding::parse("utf-32"), None);
+    }
+
+    #[test]
+    fn blank_lines_before_header_are_skipped() {
+        for (text, header_line) in [
+            (&b"\r\nto_number;contact_ref\r\n0491 570 006;A,1\r\n"[..], 2),
+            (b"  \n;;;\nto_number;contact_ref\n0491 570 006;A,1\n", 3),
+            (b"\t\t\r\rto_number\tcontact_ref\r0491 570 006\tA,1\r", 3),
+            (b"\n,,\nsep=;\nto_number;contact_ref\n0491 570 006;A,1\n", 4),
+        ] {
+            let read = records(text, 3).expect("readable");
+            assert_eq!(
+                read[0],
+                (
+                    header_line,
+                    vec!["to_number".to_owned(), "contact_ref".to_owned()]
+                ),
+                "{text:?}"
+            );
+            assert_eq!(
+                read[1],
+                (
+                    header_line + 1,
+                    vec!["0491 570 006".to_owned(), "A,1".to_owned()]
+                ),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

@@ -20,4 +20,5 @@ mod reports;
 mod roles;
 mod support;
 mod suppressions;
+mod upload_forms;
 mod workflow;

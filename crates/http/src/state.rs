@@ -25,6 +25,10 @@ pub struct ImportLimits {
     /// Import jobs one server runs at once; an upload that would start
     /// another is refused with `429 too_many_import_jobs` before its body is read.
     pub max_jobs: usize,
+    /// Maximum wait for the next part of an upload's body; a client that
+    /// sends nothing for this long gets `408 upload_timeout`. An upload holds
+    /// its campaign while it is read, so a stalled one must not hold it for long.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for ImportLimits {
@@ -35,6 +39,7 @@ impl Default for ImportLimits {
             async_bytes: 8 * 1024 * 1024,
             max_field_bytes: 64 * 1024,
             max_jobs: 4,
+            idle_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -8,8 +8,12 @@ use std::path::PathBuf;
 
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::http::StatusCode;
+use std::time::Duration;
+
+use actix_multipart::{Field, Multipart};
 use actix_web::web::{Bytes, Payload};
 use actix_web::HttpRequest;
+use futures_util::stream::{self, LocalBoxStream};
 use futures_util::StreamExt;
 use outbound_persistence::crypto::EphemeralCipher;
 use sha2::{Digest, Sha256};
@@ -42,30 +46,42 @@ pub const CSV_MEDIA_TYPES: [&str; 6] = [
     "application/octet-stream",
 ];
 
-/// Checks that an upload declares a CSV media type, before its body is read.
-///
-/// # Errors
-/// `415 unsupported_media_type` when Content-Type is missing or names another
-/// type, such as `multipart/form-data` from `curl -F`, or
-/// `application/x-www-form-urlencoded` from `curl --data-binary` without `-H`.
-pub fn require_csv_content_type(request: &HttpRequest) -> ApiResult<()> {
-    let declared = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .map(|value| value.to_str().unwrap_or("(not ASCII)"));
-    let media_type = declared.map(|value| {
+/// The form in which an upload sends its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadForm {
+    /// The raw file as the request body.
+    Raw,
+    /// A `multipart/form-data` form whose file part is the file.
+    Multipart,
+}
+
+/// Returns the media type of a request, lower case and without parameters.
+fn media_type(request: &HttpRequest) -> Option<String> {
+    request.headers().get(CONTENT_TYPE).map(|value| {
         value
+            .to_str()
+            .unwrap_or("(not ASCII)")
             .split(';')
             .next()
             .unwrap_or_default()
             .trim()
             .to_ascii_lowercase()
-    });
-    if media_type
-        .as_deref()
-        .is_some_and(|media_type| CSV_MEDIA_TYPES.contains(&media_type))
-    {
-        return Ok(());
+    })
+}
+
+/// Checks that an upload declares a CSV media type or a `multipart/form-data`
+/// form, before its body is read.
+///
+/// # Errors
+/// `415 unsupported_media_type` when Content-Type is missing or names another
+/// type, such as `application/x-www-form-urlencoded` from `curl
+/// --data-binary` without `-H`, or an Excel workbook.
+pub fn require_csv_content_type(request: &HttpRequest) -> ApiResult<UploadForm> {
+    let media_type = media_type(request);
+    match media_type.as_deref() {
+        Some("multipart/form-data") => return Ok(UploadForm::Multipart),
+        Some(media_type) if CSV_MEDIA_TYPES.contains(&media_type) => return Ok(UploadForm::Raw),
+        _ => {}
     }
     let received = match media_type.as_deref() {
         None => "no Content-Type".to_owned(),
@@ -81,17 +97,21 @@ pub fn require_csv_content_type(request: &HttpRequest) -> ApiResult<()> {
         }
         Some(_) => "an unreadable Content-Type".to_owned(),
     };
-    Err(ApiError::new(
+    Err(unsupported_media_type(&received))
+}
+
+fn unsupported_media_type(received: &str) -> ApiError {
+    ApiError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
         format!(
-            "the request has {received}; send the raw file as the request body with `Content-Type: text/csv` \
-             (not a multipart/form-data form), for example `curl --data-binary @contacts.csv -H 'Content-Type: text/csv'`. \
-             Accepted types: {}",
+            "the request has {received}; send the CSV file as the request body with `Content-Type: text/csv`, \
+             for example `curl --data-binary @contacts.csv -H 'Content-Type: text/csv'`, or as the file part of a \
+             multipart/form-data form (`curl -F file=@contacts.csv`). Accepted types: {}, multipart/form-data",
             CSV_MEDIA_TYPES.join(", ")
         ),
     )
-    .with("accepted_media_types", CSV_MEDIA_TYPES))
+    .with("accepted_media_types", CSV_MEDIA_TYPES)
 }
 
 /// Returns the body size from Content-Length, if the request declares it.
@@ -119,6 +139,165 @@ fn body_error(error: &dyn std::fmt::Display) -> ApiError {
     )
 }
 
+/// The file of an upload, read chunk by chunk: the raw request body, or the
+/// file part of a `multipart/form-data` form. Each chunk must arrive within
+/// the idle timeout.
+pub struct Body {
+    chunks: LocalBoxStream<'static, Result<Bytes, ApiError>>,
+    idle: Duration,
+    /// Set once a chunk failed to arrive in time; the body then ends.
+    stalled: bool,
+}
+
+impl Body {
+    pub fn new(request: &HttpRequest, payload: Payload, form: UploadForm, idle: Duration) -> Self {
+        let chunks = match form {
+            UploadForm::Raw => payload
+                .map(|chunk| chunk.map_err(|error| body_error(&error)))
+                .boxed_local(),
+            UploadForm::Multipart => {
+                file_part(Multipart::new(request.headers(), payload)).boxed_local()
+            }
+        };
+        Self {
+            chunks,
+            idle,
+            stalled: false,
+        }
+    }
+
+    /// Returns the next chunk of the file, or `None` at its end.
+    ///
+    /// # Errors
+    /// `408 upload_timeout` when the client sends nothing for the idle
+    /// timeout, and the errors of reading the body or form.
+    pub async fn next(&mut self) -> Option<Result<Bytes, ApiError>> {
+        if self.stalled {
+            return None;
+        }
+        match tokio::time::timeout(self.idle, self.chunks.next()).await {
+            Ok(chunk) => chunk,
+            Err(_) => {
+                self.stalled = true;
+                tracing::warn!(idle_seconds = self.idle.as_secs(), "an upload stalled");
+                Some(Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "upload_timeout",
+                    format!(
+                        "the upload sent nothing for {} seconds; nothing was imported, so send the file again",
+                        self.idle.as_secs()
+                    ),
+                )))
+            }
+        }
+    }
+}
+
+fn form_error(error: &dyn std::fmt::Display) -> ApiError {
+    tracing::warn!(%error, "reading a multipart/form-data upload failed");
+    ApiError::bad_request(
+        "invalid_multipart",
+        "the multipart/form-data form could not be read; send the file as a form part with a filename, for example `curl -F file=@contacts.csv`",
+    )
+}
+
+/// Returns whether a form part carries a file: it has a filename, or is named `file`.
+fn is_file_part(field: &Field) -> bool {
+    let disposition = field.content_disposition();
+    disposition.is_some_and(|d| d.get_filename().is_some() || d.get_name() == Some("file"))
+}
+
+/// Returns whether a form part declares a spreadsheet workbook, which is not CSV.
+fn is_workbook(field: &Field) -> bool {
+    field.content_type().is_some_and(|mime| {
+        let essence = mime.essence_str();
+        essence.contains("spreadsheetml")
+            || essence.contains("ms-excel.sheet")
+            || essence == "application/zip"
+    })
+}
+
+/// The position of [`file_part`] in a form.
+enum FormPosition {
+    /// Before the file part; other parts are read and dropped.
+    Before(Multipart),
+    /// Inside the file part.
+    InFile(Multipart, Box<Field>),
+    Done,
+}
+
+/// Streams the bytes of a form's file part. Parts before it are dropped. The
+/// rest of the form is read after it, and a second file part fails the upload.
+fn file_part(multipart: Multipart) -> impl futures_util::Stream<Item = Result<Bytes, ApiError>> {
+    stream::unfold(FormPosition::Before(multipart), |position| async move {
+        let mut position = position;
+        loop {
+            match position {
+                FormPosition::Done => return None,
+                FormPosition::Before(mut multipart) => match multipart.next().await {
+                    None => {
+                        let error = ApiError::unprocessable(
+                            "missing_file",
+                            "the multipart/form-data form has no file part; send the CSV file as a part with a filename, for example `curl -F file=@contacts.csv`",
+                        );
+                        return Some((Err(error), FormPosition::Done));
+                    }
+                    Some(Err(error)) => return Some((Err(form_error(&error)), FormPosition::Done)),
+                    Some(Ok(field)) if is_file_part(&field) => {
+                        if is_workbook(&field) {
+                            let error = ApiError::new(
+                                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                                "unsupported_media_type",
+                                "the form's file part is a spreadsheet workbook, not CSV; save the sheet as CSV (UTF-8) and upload that file",
+                            );
+                            return Some((Err(error), FormPosition::Done));
+                        }
+                        position = FormPosition::InFile(multipart, Box::new(field));
+                    }
+                    Some(Ok(mut field)) => {
+                        while let Some(chunk) = field.next().await {
+                            if let Err(error) = chunk {
+                                return Some((Err(form_error(&error)), FormPosition::Done));
+                            }
+                        }
+                        position = FormPosition::Before(multipart);
+                    }
+                },
+                FormPosition::InFile(mut multipart, mut field) => match field.next().await {
+                    Some(Ok(bytes)) => {
+                        return Some((Ok(bytes), FormPosition::InFile(multipart, field)))
+                    }
+                    Some(Err(error)) => return Some((Err(form_error(&error)), FormPosition::Done)),
+                    None => {
+                        drop(field);
+                        while let Some(next) = multipart.next().await {
+                            let mut other = match next {
+                                Ok(other) => other,
+                                Err(error) => {
+                                    return Some((Err(form_error(&error)), FormPosition::Done))
+                                }
+                            };
+                            if is_file_part(&other) {
+                                let error = ApiError::unprocessable(
+                                    "multiple_files",
+                                    "the multipart/form-data form has more than one file part; send one file per request",
+                                );
+                                return Some((Err(error), FormPosition::Done));
+                            }
+                            while let Some(chunk) = other.next().await {
+                                if let Err(error) = chunk {
+                                    return Some((Err(form_error(&error)), FormPosition::Done));
+                                }
+                            }
+                        }
+                        return None;
+                    }
+                },
+            }
+        }
+    })
+}
+
 /// The start of a body read into memory, and whether it was the whole body.
 pub struct BodyStart {
     pub bytes: Bytes,
@@ -130,12 +309,12 @@ pub struct BodyStart {
 ///
 /// # Errors
 /// `400 invalid_request` when the body cannot be read.
-pub async fn read_start(payload: &mut Payload, limit: usize) -> ApiResult<BodyStart> {
+pub async fn read_start(payload: &mut Body, limit: usize) -> ApiResult<BodyStart> {
     let mut buffer = Vec::new();
     while buffer.len() <= limit {
         match payload.next().await {
             Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-            Some(Err(error)) => return Err(body_error(&error)),
+            Some(Err(error)) => return Err(error),
             None => {
                 return Ok(BodyStart {
                     bytes: buffer.into(),
@@ -165,7 +344,7 @@ pub struct BodyDigest {
 /// `413 file_too_large` above `max_bytes` (also sent to the receiver) and
 /// `400 invalid_request` when the body cannot be read.
 pub async fn feed(
-    payload: &mut Payload,
+    payload: &mut Body,
     start: Bytes,
     sender: mpsc::Sender<Result<Bytes, ApiError>>,
     max_bytes: usize,
@@ -182,7 +361,6 @@ pub async fn feed(
                     continue;
                 }
                 Some(Err(error)) => {
-                    let error = body_error(&error);
                     if receiver_open {
                         let _ = sender.send(Err(error.clone())).await;
                     }
@@ -214,11 +392,7 @@ pub async fn feed(
 ///
 /// # Errors
 /// As [`feed`].
-pub async fn digest(
-    payload: &mut Payload,
-    start: Bytes,
-    max_bytes: usize,
-) -> ApiResult<BodyDigest> {
+pub async fn digest(payload: &mut Body, start: Bytes, max_bytes: usize) -> ApiResult<BodyDigest> {
     let (sender, receiver) = mpsc::channel(1);
     drop(receiver);
     feed(payload, start, sender, max_bytes).await
@@ -327,7 +501,7 @@ fn write_spool(
 /// # Errors
 /// `413 file_too_large` above `max_bytes`, `400 invalid_request` when the
 /// body cannot be read, and `500` when the temporary file cannot be written.
-pub async fn spool(payload: &mut Payload, start: Bytes, max_bytes: usize) -> ApiResult<Spool> {
+pub async fn spool(payload: &mut Body, start: Bytes, max_bytes: usize) -> ApiResult<Spool> {
     let (sender, source) = channel();
     let writer = tokio::task::spawn_blocking(move || write_spool(source));
     let fed = feed(payload, start, sender, max_bytes).await;

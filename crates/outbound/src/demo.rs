@@ -257,6 +257,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 max_import_field_bytes: outbound_http::state::ImportLimits::default()
                     .max_field_bytes,
                 max_import_jobs: outbound_http::state::ImportLimits::default().max_jobs,
+                upload_idle_seconds: outbound_http::state::ImportLimits::default()
+                    .idle_timeout
+                    .as_secs(),
                 no_dispatcher: false,
                 rate_limit_per_second: 0,
                 rate_limit_burst: 0,

@@ -90,6 +90,10 @@ pub struct ServeArgs {
     /// that needs another job is rejected with 429 before its body is read.
     #[arg(long, env = "OUTBOUND_MAX_IMPORT_JOBS", default_value_t = ImportLimits::default().max_jobs)]
     pub max_import_jobs: usize,
+    /// Seconds an upload may send nothing before it fails with 408
+    /// upload_timeout, at least 1.
+    #[arg(long, env = "OUTBOUND_UPLOAD_IDLE_SECONDS", default_value_t = ImportLimits::default().idle_timeout.as_secs())]
+    pub upload_idle_seconds: u64,
     /// Run the API without the dispatcher.
     #[arg(long)]
     pub no_dispatcher: bool,
@@ -386,6 +390,10 @@ pub fn app_state(
         args.max_import_jobs > 0,
         "--max-import-jobs must be at least 1"
     );
+    anyhow::ensure!(
+        args.upload_idle_seconds > 0,
+        "--upload-idle-seconds must be at least 1"
+    );
     Ok(AppState {
         event_batcher: outbound_http::event_batch::EventBatcher::start(pool.clone()),
         pool,
@@ -404,6 +412,7 @@ pub fn app_state(
             async_bytes: args.async_import_bytes,
             max_field_bytes: args.max_import_field_bytes,
             max_jobs: args.max_import_jobs,
+            idle_timeout: std::time::Duration::from_secs(args.upload_idle_seconds),
         },
         import_jobs: Arc::default(),
         http: reqwest::Client::builder().build()?,

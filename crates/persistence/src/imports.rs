@@ -196,7 +196,7 @@ pub async fn fail_if_abandoned(connection: &mut PgConnection, id: Uuid) -> sqlx:
     }
     let changed = sqlx::query(
         "UPDATE imports SET state = 'failed', error_code = 'import_interrupted',
-                error_message = 'the server stopped before the import finished; nothing was imported, so upload the file again',
+                error_message = 'the server stopped before the import finished; nothing was imported, so upload the file again (with a new Idempotency-Key if you sent one)',
                 rows_processed = 0, rows_accepted = 0, rows_rejected = 0, rows_with_warnings = 0,
                 finished_at = now()
           WHERE id = $1 AND state = 'processing'",
@@ -551,7 +551,22 @@ pub async fn find_response(
         .await
 }
 
-/// Stores a response; a concurrent request that stored first wins.
+/// Removes a stored response.
+pub async fn delete_response(
+    executor: impl PgExecutor<'_>,
+    partner_id: Uuid,
+    key: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE partner_id = $1 AND key = $2")
+        .bind(partner_id)
+        .bind(key)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Stores a response; a concurrent request that stored first wins. Returns
+/// whether this one was stored.
 pub async fn store_response(
     executor: impl PgExecutor<'_>,
     partner_id: Uuid,
@@ -559,8 +574,8 @@ pub async fn store_response(
     request_hash: &str,
     status: i32,
     body: &Value,
-) -> sqlx::Result<()> {
-    sqlx::query(
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
         "INSERT INTO idempotency_keys (partner_id, key, request_hash, status, body)
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
     )
@@ -571,5 +586,5 @@ pub async fn store_response(
     .bind(body)
     .execute(executor)
     .await?;
-    Ok(())
+    Ok(result.rows_affected() > 0)
 }

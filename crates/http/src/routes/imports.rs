@@ -23,7 +23,7 @@ use outbound_persistence::imports::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -77,6 +77,16 @@ impl From<&IssueRecord> for RowIssueView {
             message: issue.message.clone(),
         }
     }
+}
+
+/// A contact or wash result file sent as a multipart/form-data form.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadFormBody {
+    /// The CSV file. Other parts of the form are ignored; a second file part
+    /// fails the upload with `multiple_files`.
+    #[schema(content_media_type = "text/csv")]
+    file: String,
 }
 
 /// The reason an import job failed. Nothing of the file was imported.
@@ -252,9 +262,9 @@ impl UploadKey {
         })
     }
 
-    async fn stored(&self, pool: &PgPool) -> ApiResult<Option<StoredResponse>> {
+    async fn stored(&self, executor: impl PgExecutor<'_>) -> ApiResult<Option<StoredResponse>> {
         match &self.scoped_key {
-            Some(key) => Ok(imports::find_response(pool, self.partner_id, key).await?),
+            Some(key) => Ok(imports::find_response(executor, self.partner_id, key).await?),
             None => Ok(None),
         }
     }
@@ -286,19 +296,21 @@ impl UploadKey {
             .json(&stored.body))
     }
 
-    /// Stores the response under the key, if there is one, and sends it.
-    async fn respond(
+    /// Stores the response under the key, if there is one. Returns the
+    /// response to send, or `None` when a concurrent request with the same
+    /// key stored its response first.
+    async fn store(
         &self,
-        state: &AppState,
+        executor: impl PgExecutor<'_>,
         request: &HttpRequest,
         fingerprint: &str,
         status: StatusCode,
         body: impl Serialize,
-    ) -> ApiResult<HttpResponse> {
+    ) -> ApiResult<Option<HttpResponse>> {
         let body: Value = serde_json::to_value(body).map_err(|e| ApiError::internal(&e))?;
         if let Some(key) = &self.scoped_key {
-            imports::store_response(
-                &state.pool,
+            let stored = imports::store_response(
+                executor,
                 self.partner_id,
                 key,
                 &Self::request_hash(request, fingerprint),
@@ -306,19 +318,32 @@ impl UploadKey {
                 &body,
             )
             .await?;
+            if !stored {
+                return Ok(None);
+            }
         }
-        Ok(HttpResponse::build(status).json(body))
+        Ok(Some(HttpResponse::build(status).json(body)))
+    }
+
+    /// Removes the key's stored response after the work it promised failed
+    /// to start.
+    async fn forget(&self, pool: &PgPool) {
+        if let Some(key) = &self.scoped_key {
+            if let Err(error) = imports::delete_response(pool, self.partner_id, key).await {
+                tracing::warn!(%error, "an Idempotency-Key of a failed upload could not be removed");
+            }
+        }
     }
 }
 
 /// Reads the rest of a body and drops it, so an early error response does
 /// not cut off a client that is still sending.
-async fn discard_body(payload: &mut web::Payload, start: Bytes, max_bytes: usize) {
-    let _ = upload::digest(payload, start, max_bytes).await;
+async fn discard_body(body: &mut upload::Body, start: Bytes, max_bytes: usize) {
+    let _ = upload::digest(body, start, max_bytes).await;
 }
 
 /// Import contacts from a CSV file sent as the raw request body
-/// (`Content-Type: text/csv`, not a multipart/form-data form).
+/// (`Content-Type: text/csv`) or as the file part of a multipart/form-data form.
 ///
 /// Valid rows are added atomically; invalid rows are reported with their row,
 /// line, column and a stable code, and never echo a number or personalisation
@@ -342,7 +367,10 @@ async fn discard_body(payload: &mut web::Payload, start: Bytes, max_bytes: usize
         ("Idempotency-Key" = Option<String>, Header, description = "A repeat returns the first result and imports nothing"),
         ImportQuery
     ),
-    request_body(content = String, content_type = "text/csv", description = "The contact file as the raw request body, not a multipart/form-data form; header row required, to_number the only required column. Content-Type may be text/csv, application/csv, text/plain, text/tab-separated-values, application/vnd.ms-excel or application/octet-stream, with an optional charset parameter; any other or none is rejected with 415 unsupported_media_type before the body is read"),
+    request_body(description = "The contact file, as the raw request body or as the file part of a multipart/form-data form; header row required, to_number the only required column. A raw body's Content-Type may be text/csv, application/csv, text/plain, text/tab-separated-values, application/vnd.ms-excel or application/octet-stream, with an optional charset parameter; any other or none is rejected with 415 unsupported_media_type before the body is read. In a form, the file is the first part with a filename, or the part named file", content(
+        (String = "text/csv"),
+        (inline(UploadFormBody) = "multipart/form-data"),
+    )),
     responses(
         (status = 201, description = "Imported", body = ImportResult),
         (status = 202, description = "Received; the import runs as a job whose progress is at GET .../imports/{import_id}", body = ImportResult),
@@ -351,7 +379,9 @@ async fn discard_body(payload: &mut web::Payload, start: Bytes, max_bytes: usize
         (status = 404, description = "No such campaign for this caller", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Campaign is not in draft or paused", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "File too large (checked against Content-Length before the body is read)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Content-Type is missing or not a CSV type (`unsupported_media_type`), such as a multipart/form-data form; checked before the body is read", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The multipart/form-data form cannot be read (`invalid_multipart`), or the Idempotency-Key is not 1 to 255 visible characters (`invalid_idempotency_key`)", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The client sent nothing for the upload idle timeout, 30 seconds unless configured otherwise (`upload_timeout`); nothing imported", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is missing or neither a CSV type nor multipart/form-data, or the form's file is a spreadsheet workbook (`unsupported_media_type`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "File-level failure; nothing imported", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "A file large enough for a job arrived while the server runs its maximum number of import jobs (`too_many_import_jobs`). It is rejected before the body is read, with Retry-After", body = Problem, content_type = "application/problem+json"),
     ),
@@ -364,11 +394,12 @@ pub async fn import_contacts(
     request: HttpRequest,
     path: web::Path<String>,
     query: web::Query<ImportQuery>,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let scope = principal.write_scope()?;
-    // Checked before the body is read, so a form or JSON upload is not parsed as CSV.
-    upload::require_csv_content_type(&request)?;
+    // Checked before the body is read, so a JSON upload is not parsed as CSV.
+    let form = upload::require_csv_content_type(&request)?;
+    let mut body = upload::Body::new(&request, payload, form, state.limits.idle_timeout);
     let campaign_id = parse_uuid(&path, "campaign")?;
     let campaign = campaigns::find(&state.pool, &scope, campaign_id)
         .await?
@@ -397,7 +428,7 @@ pub async fn import_contacts(
         Some(length) => (Bytes::new(), length > limits.async_bytes as u64),
         None => {
             let inline_limit = limits.async_bytes.min(limits.max_bytes);
-            let start = upload::read_start(&mut payload, inline_limit).await?;
+            let start = upload::read_start(&mut body, inline_limit).await?;
             if !start.complete && limits.async_bytes >= limits.max_bytes {
                 return Err(upload::file_too_large(limits.max_bytes));
             }
@@ -407,19 +438,39 @@ pub async fn import_contacts(
 
     if as_job {
         if let Some(stored) = key.stored(&state.pool).await? {
-            let digest = upload::digest(&mut payload, start, limits.max_bytes).await?;
+            let digest = upload::digest(&mut body, start, limits.max_bytes).await?;
             return UploadKey::replay(&request, &stored, &fingerprint(&digest.sha256));
         }
         // Both rejections happen before the body is read. The job checks the
         // campaign's state again in its own transaction.
         require_editable(&campaign)?;
         let permit = state.import_jobs.try_acquire(limits.max_jobs)?;
-        let spool = upload::spool(&mut payload, start, limits.max_bytes).await?;
+        let spool = upload::spool(&mut body, start, limits.max_bytes).await?;
         let sha = spool.digest.sha256.clone();
         if let Some(stored) = key.stored(&state.pool).await? {
             return UploadKey::replay(&request, &stored, &fingerprint(&sha));
         }
         let import_id = Uuid::new_v4();
+        // The key is stored before the job starts, so a concurrent upload
+        // with the same key replays this response instead of starting another.
+        let result = ImportResult::processing(import_id, campaign_id, sha.clone());
+        let Some(response) = key
+            .store(
+                &state.pool,
+                &request,
+                &fingerprint(&sha),
+                StatusCode::ACCEPTED,
+                result,
+            )
+            .await?
+        else {
+            return match key.stored(&state.pool).await? {
+                Some(stored) => UploadKey::replay(&request, &stored, &fingerprint(&sha)),
+                None => Err(ApiError::internal(
+                    &"a stored Idempotency-Key response vanished",
+                )),
+            };
+        };
         let job = JobRequest {
             import_id,
             campaign_id,
@@ -429,30 +480,39 @@ pub async fn import_contacts(
             request_id: request_id(&request),
             file_sha256: sha.clone(),
         };
-        import_jobs::start(state.clone(), job, spool, permit).await?;
+        if let Err(error) = import_jobs::start(state.clone(), job, spool, permit).await {
+            key.forget(&state.pool).await;
+            return Err(error);
+        }
         tracing::info!(%campaign_id, %import_id, bytes = length, "contact import accepted as a job");
-        let result = ImportResult::processing(import_id, campaign_id, sha.clone());
-        return key
-            .respond(
-                &state,
-                &request,
-                &fingerprint(&sha),
-                StatusCode::ACCEPTED,
-                result,
-            )
-            .await;
+        return Ok(response);
     }
 
     if let Some(stored) = key.stored(&state.pool).await? {
-        let digest = upload::digest(&mut payload, start, limits.max_bytes).await?;
+        let digest = upload::digest(&mut body, start, limits.max_bytes).await?;
         return UploadKey::replay(&request, &stored, &fingerprint(&digest.sha256));
+    }
+    // Refused before the campaign's lock is taken: the rest of the body is
+    // read while the client sends it, and a running campaign's lock is
+    // wanted by the dispatcher.
+    if let Err(error) = require_editable(&campaign) {
+        discard_body(&mut body, start, limits.max_bytes).await;
+        return Err(error);
     }
     let mut transaction = state.pool.begin().await?;
     let campaign = campaigns::find_for_update(&mut transaction, &scope, campaign_id)
         .await?
         .ok_or_else(|| ApiError::not_found("campaign"))?;
+    // A request with the same key may have finished while this one waited
+    // for the campaign.
+    if let Some(stored) = key.stored(&mut *transaction).await? {
+        drop(transaction);
+        let digest = upload::digest(&mut body, start, limits.max_bytes).await?;
+        return UploadKey::replay(&request, &stored, &fingerprint(&digest.sha256));
+    }
     if let Err(error) = require_editable(&campaign) {
-        discard_body(&mut payload, start, limits.max_bytes).await;
+        drop(transaction);
+        discard_body(&mut body, start, limits.max_bytes).await;
         return Err(error);
     }
     let import_id = Uuid::new_v4();
@@ -472,7 +532,7 @@ pub async fn import_contacts(
     let plan = ImportPlan::new(&campaign, import_id, options);
     let (sender, source) = upload::channel();
     let (fed, outcome) = futures_util::join!(
-        upload::feed(&mut payload, start, sender, limits.max_bytes),
+        upload::feed(&mut body, start, sender, limits.max_bytes),
         contact_import::run(
             &mut transaction,
             source,
@@ -513,21 +573,27 @@ pub async fn import_contacts(
         },
     )
     .await?;
+    // Stored with the import, so the key and the contacts commit together.
+    let result = ImportResult::completed(import_id, campaign_id, &outcome, sha.clone());
+    let response = key
+        .store(
+            &mut *transaction,
+            &request,
+            &fingerprint(&sha),
+            StatusCode::CREATED,
+            result,
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::internal(&"an Idempotency-Key was stored under the campaign's lock")
+        })?;
     transaction.commit().await?;
     tracing::info!(
         %campaign_id, %import_id,
         rows_accepted = outcome.counts.rows_accepted, rows_rejected = outcome.counts.rows_rejected,
         "contacts imported"
     );
-    let result = ImportResult::completed(import_id, campaign_id, &outcome, sha.clone());
-    key.respond(
-        &state,
-        &request,
-        &fingerprint(&sha),
-        StatusCode::CREATED,
-        result,
-    )
-    .await
+    Ok(response)
 }
 
 /// Get an import: its state, counts and first row issues. While a job runs,
@@ -849,7 +915,10 @@ pub struct WashResultView {
         ("Idempotency-Key" = Option<String>, Header, description = "A repeat returns the first result"),
         WashQuery
     ),
-    request_body(content = String, content_type = "text/csv", description = "Wash result file with number and result columns, as the raw request body, not a multipart/form-data form. Content-Type may be text/csv, application/csv, text/plain, text/tab-separated-values, application/vnd.ms-excel or application/octet-stream, with an optional charset parameter; any other or none is rejected with 415 unsupported_media_type before the body is read"),
+    request_body(description = "Wash result file with number and result columns, as the raw request body or as the file part of a multipart/form-data form. A raw body's Content-Type may be text/csv, application/csv, text/plain, text/tab-separated-values, application/vnd.ms-excel or application/octet-stream, with an optional charset parameter; any other or none is rejected with 415 unsupported_media_type before the body is read. In a form, the file is the first part with a filename, or the part named file", content(
+        (String = "text/csv"),
+        (inline(UploadFormBody) = "multipart/form-data"),
+    )),
     responses(
         (status = 201, description = "Attached", body = WashResultView),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
@@ -857,7 +926,9 @@ pub struct WashResultView {
         (status = 404, description = "No such campaign for this caller", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Campaign is not in draft or paused", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "File too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Content-Type is missing or not a CSV type (`unsupported_media_type`), such as a multipart/form-data form; checked before the body is read", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The multipart/form-data form cannot be read (`invalid_multipart`), or the Idempotency-Key is not 1 to 255 visible characters (`invalid_idempotency_key`)", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The client sent nothing for the upload idle timeout, 30 seconds unless configured otherwise (`upload_timeout`); nothing imported", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is missing or neither a CSV type nor multipart/form-data, or the form's file is a spreadsheet workbook (`unsupported_media_type`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "File-level failure; nothing attached", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -869,13 +940,14 @@ pub async fn attach_wash(
     request: HttpRequest,
     path: web::Path<String>,
     query: web::Query<WashQuery>,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let scope = principal.write_scope()?;
-    // Checked before the body is read, so a form or JSON upload is not parsed as CSV.
-    upload::require_csv_content_type(&request)?;
+    // Checked before the body is read, so a JSON upload is not parsed as CSV.
+    let form = upload::require_csv_content_type(&request)?;
+    let mut body = upload::Body::new(&request, payload, form, state.limits.idle_timeout);
     let campaign_id = parse_uuid(&path, "campaign")?;
-    campaigns::find(&state.pool, &scope, campaign_id)
+    let campaign = campaigns::find(&state.pool, &scope, campaign_id)
         .await?
         .ok_or_else(|| ApiError::not_found("campaign"))?;
     let reference = query.wash_reference.trim().to_owned();
@@ -915,15 +987,26 @@ pub async fn attach_wash(
     };
 
     if let Some(stored) = key.stored(&state.pool).await? {
-        let digest = upload::digest(&mut payload, Bytes::new(), max_bytes).await?;
+        let digest = upload::digest(&mut body, Bytes::new(), max_bytes).await?;
         return UploadKey::replay(&request, &stored, &fingerprint(&digest.sha256));
+    }
+    // As for contact files: refused before the campaign's lock is taken.
+    if let Err(error) = require_editable(&campaign) {
+        discard_body(&mut body, Bytes::new(), max_bytes).await;
+        return Err(error);
     }
     let mut transaction = state.pool.begin().await?;
     let campaign = campaigns::find_for_update(&mut transaction, &scope, campaign_id)
         .await?
         .ok_or_else(|| ApiError::not_found("campaign"))?;
+    if let Some(stored) = key.stored(&mut *transaction).await? {
+        drop(transaction);
+        let digest = upload::digest(&mut body, Bytes::new(), max_bytes).await?;
+        return UploadKey::replay(&request, &stored, &fingerprint(&digest.sha256));
+    }
     if let Err(error) = require_editable(&campaign) {
-        discard_body(&mut payload, Bytes::new(), max_bytes).await;
+        drop(transaction);
+        discard_body(&mut body, Bytes::new(), max_bytes).await;
         return Err(error);
     }
     let plan = WashPlan {
@@ -935,7 +1018,7 @@ pub async fn attach_wash(
     };
     let (sender, source) = upload::channel();
     let (fed, outcome) = futures_util::join!(
-        upload::feed(&mut payload, Bytes::new(), sender, max_bytes),
+        upload::feed(&mut body, Bytes::new(), sender, max_bytes),
         wash_import::run(&mut transaction, source, plan, state.keyring.clone())
     );
     let outcome = outcome?;
@@ -979,8 +1062,6 @@ pub async fn attach_wash(
         },
     )
     .await?;
-    transaction.commit().await?;
-    tracing::info!(%campaign_id, %wash_id, contacts_matched = outcome.contacts_matched, "wash result attached");
     let view = WashResultView {
         wash_id,
         register: "AU_DNCR".into(),
@@ -997,12 +1078,19 @@ pub async fn attach_wash(
         rows_conflicting: outcome.rows_conflicting,
         errors: outcome.errors.iter().map(RowIssueView::from).collect(),
     };
-    key.respond(
-        &state,
-        &request,
-        &fingerprint(&sha),
-        StatusCode::CREATED,
-        view,
-    )
-    .await
+    let response = key
+        .store(
+            &mut *transaction,
+            &request,
+            &fingerprint(&sha),
+            StatusCode::CREATED,
+            view,
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::internal(&"an Idempotency-Key was stored under the campaign's lock")
+        })?;
+    transaction.commit().await?;
+    tracing::info!(%campaign_id, %wash_id, contacts_matched = outcome.contacts_matched, "wash result attached");
+    Ok(response)
 }

@@ -1,0 +1,418 @@
+//! How a contact file reaches the server: as the file part of a
+//! multipart/form-data form, from a client that stalls, and twice at once
+//! under one Idempotency-Key.
+//!
+//! Numbers are the fictitious ones from ACMA's list: mobiles 0491 570 006,
+//! 0491 570 156–159 and 0491 571 000–0491 579 999.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::{Options, TestApp};
+use outbound_http::state::ImportLimits;
+
+const BOUNDARY: &str = "outbound-test-boundary";
+const FILE: &str = "to_number,contact_ref\n0491 570 156,A-1\n0491 570 157,A-2\n";
+
+/// Builds a multipart/form-data body with the given parts: (name, filename,
+/// content type, content).
+fn form(parts: &[(&str, Option<&str>, Option<&str>, &str)]) -> Vec<u8> {
+    let mut body = String::new();
+    for (name, filename, content_type, content) in parts {
+        body.push_str(&format!("--{BOUNDARY}\r\n"));
+        match filename {
+            Some(filename) => body.push_str(&format!(
+                "Content-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n"
+            )),
+            None => body.push_str(&format!(
+                "Content-Disposition: form-data; name=\"{name}\"\r\n"
+            )),
+        }
+        if let Some(content_type) = content_type {
+            body.push_str(&format!("Content-Type: {content_type}\r\n"));
+        }
+        body.push_str("\r\n");
+        body.push_str(content);
+        body.push_str("\r\n");
+    }
+    body.push_str(&format!("--{BOUNDARY}--\r\n"));
+    body.into_bytes()
+}
+
+/// Posts `body` to the campaign's imports with a Content-Type and an
+/// optional Idempotency-Key; returns the status, the parsed body and
+/// whether the response was replayed.
+async fn post(
+    app: &TestApp,
+    campaign: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    key: Option<&str>,
+) -> (u16, Value, bool) {
+    let mut request = app
+        .http
+        .post(app.url(&format!("/v1/campaigns/{campaign}/imports")))
+        .bearer_auth(app.admin())
+        .header("Content-Type", content_type)
+        .timeout(Duration::from_secs(60))
+        .body(body);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let replayed = response.headers().contains_key("idempotent-replayed");
+    let text = response.text().await.expect("response text");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        replayed,
+    )
+}
+
+async fn post_form(app: &TestApp, campaign: &str, body: Vec<u8>) -> (u16, Value, bool) {
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    post(app, campaign, &content_type, body, None).await
+}
+
+async fn contact_count(app: &TestApp, campaign: &str) -> usize {
+    let (status, body) = app
+        .get(
+            &format!("/v1/campaigns/{campaign}/contacts?limit=500"),
+            &app.admin(),
+        )
+        .await;
+    assert_eq!(status, 200, "contacts list: {body}");
+    body["items"].as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test]
+async fn multipart_file_part_imports() {
+    let app = TestApp::spawn().await;
+    let campaign = app.create_campaign(json!({})).await;
+    let body = form(&[
+        ("note", None, None, "uploaded from the portal"),
+        ("file", Some("contacts.csv"), Some("text/csv"), FILE),
+    ]);
+    let (status, reply, _) = post_form(&app, &campaign, body).await;
+    assert_eq!(status, 201, "form upload: {reply}");
+    assert_eq!(reply["rows_accepted"], 2, "{reply}");
+    assert_eq!(reply["rows_rejected"], 0, "{reply}");
+    assert_eq!(contact_count(&app, &campaign).await, 2);
+
+    // A part with a filename is the file whatever its name, and the same
+    // file sent again is all duplicates.
+    let body = form(&[("upload", Some("export.csv"), None, FILE)]);
+    let (status, reply, _) = post_form(&app, &campaign, body).await;
+    assert_eq!(status, 201, "second form upload: {reply}");
+    assert_eq!(reply["rows_accepted"], 0, "{reply}");
+    assert_eq!(reply["rows_rejected"], 2, "{reply}");
+    assert_eq!(contact_count(&app, &campaign).await, 2);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn multipart_without_file_is_missing_file() {
+    let app = TestApp::spawn().await;
+    let campaign = app.create_campaign(json!({})).await;
+    let body = form(&[("note", None, None, "no file here")]);
+    let (status, reply, _) = post_form(&app, &campaign, body).await;
+    assert_eq!(status, 422, "{reply}");
+    assert_eq!(reply["code"], "missing_file", "{reply}");
+    assert_eq!(contact_count(&app, &campaign).await, 0);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn multipart_with_two_files_imports_nothing() {
+    let app = TestApp::spawn().await;
+    let campaign = app.create_campaign(json!({})).await;
+    let body = form(&[
+        ("file", Some("a.csv"), Some("text/csv"), FILE),
+        (
+            "file2",
+            Some("b.csv"),
+            Some("text/csv"),
+            "to_number\n0491 570 158\n",
+        ),
+    ]);
+    let (status, reply, _) = post_form(&app, &campaign, body).await;
+    assert_eq!(status, 422, "{reply}");
+    assert_eq!(reply["code"], "multiple_files", "{reply}");
+    assert_eq!(contact_count(&app, &campaign).await, 0, "nothing imported");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn multipart_workbook_is_unsupported_media_type() {
+    let app = TestApp::spawn().await;
+    let campaign = app.create_campaign(json!({})).await;
+    let body = form(&[(
+        "file",
+        Some("contacts.xlsx"),
+        Some("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        "PK",
+    )]);
+    let (status, reply, _) = post_form(&app, &campaign, body).await;
+    assert_eq!(status, 415, "{reply}");
+    assert_eq!(reply["code"], "unsupported_media_type", "{reply}");
+    assert!(
+        reply["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("save the sheet as CSV"),
+        "says what to do: {reply}"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn malformed_multipart_is_bad_request() {
+    let app = TestApp::spawn().await;
+    let campaign = app.create_campaign(json!({})).await;
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    let (status, reply, _) = post(
+        &app,
+        &campaign,
+        &content_type,
+        b"to_number\n0491 570 156\n".to_vec(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{reply}");
+    assert_eq!(reply["code"], "invalid_multipart", "{reply}");
+    assert_eq!(contact_count(&app, &campaign).await, 0);
+    app.finish().await;
+}
+
+/// A client that sends a request head promising `length` bytes and then
+/// only `start`. It sends `rest` on a signal from the returned sender,
+/// then reads the response; the handle returns the status and text.
+fn stalled_upload(
+    app: &TestApp,
+    campaign: &str,
+    length: usize,
+    start: &str,
+    rest: &str,
+) -> (mpsc::Sender<()>, tokio::task::JoinHandle<(u16, String)>) {
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let head = format!(
+        "POST /v1/campaigns/{campaign}/imports HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: text/csv\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{start}",
+        app.admin()
+    );
+    let rest = rest.to_owned();
+    let (finish, finish_signal) = mpsc::channel::<()>();
+    let handle = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(&address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        stream.write_all(head.as_bytes()).expect("head");
+        if finish_signal.recv().is_ok() {
+            let _ = stream.write_all(rest.as_bytes());
+        }
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        (status, text)
+    });
+    (finish, handle)
+}
+
+#[tokio::test]
+async fn stalled_upload_times_out() {
+    let app = TestApp::spawn_with(Options {
+        limits: ImportLimits {
+            idle_timeout: Duration::from_secs(1),
+            ..ImportLimits::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let campaign = app.create_campaign(json!({})).await;
+    let start = "to_number\n0491 570 156\n";
+    let (finish, upload) = stalled_upload(&app, &campaign, 1000, start, "");
+    // Without the signal the client never sends the rest.
+    drop(finish);
+    let (status, text) = upload.await.expect("the stalled client finishes");
+    assert_eq!(status, 408, "{text}");
+    assert!(text.contains("upload_timeout"), "{text}");
+    assert!(!text.contains("570"), "no number echoed: {text}");
+    assert_eq!(contact_count(&app, &campaign).await, 0, "nothing imported");
+
+    // The campaign is free again: it can be cancelled.
+    let (status, body) = app
+        .post(
+            &format!("/v1/campaigns/{campaign}/cancel"),
+            &app.admin(),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "cancel after the stalled upload: {body}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn stalled_upload_leaves_running_campaign_free() {
+    let app = TestApp::spawn_with(Options {
+        limits: ImportLimits {
+            idle_timeout: Duration::from_secs(120),
+            ..ImportLimits::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let campaign = app.create_campaign(json!({})).await;
+    let (status, reply, _) = post(
+        &app,
+        &campaign,
+        "text/csv",
+        b"to_number\n0491 570 006\n".to_vec(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{reply}");
+    let washed = app
+        .http
+        .post(app.url(&format!(
+            "/v1/campaigns/{campaign}/wash-results?wash_reference=W-1"
+        )))
+        .bearer_auth(app.admin())
+        .header("Content-Type", "text/csv")
+        .body("number,result\n0491 570 006,N\n")
+        .send()
+        .await
+        .expect("wash");
+    assert_eq!(washed.status().as_u16(), 201, "wash");
+    let (status, body) = app
+        .post(
+            &format!("/v1/campaigns/{campaign}/launch"),
+            &app.admin(),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "launch: {body}");
+
+    let start = "to_number\n0491 570 156\n";
+    let rest = "0491 570 157\n";
+    let length = start.len() + rest.len();
+    let (finish, upload) = stalled_upload(&app, &campaign, length, start, rest);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // While the upload stalls, the campaign is not held: a pause goes
+    // through. Before, the upload held the campaign's row lock until its
+    // body ended, and the pause waited for it.
+    let pause = app
+        .http
+        .post(app.url(&format!("/v1/campaigns/{campaign}/pause")))
+        .bearer_auth(app.admin())
+        .json(&json!({}))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await;
+    let pause_status = pause.map(|response| response.status().as_u16());
+    finish.send(()).expect("the client waits for the signal");
+    let (status, text) = upload.await.expect("the upload finishes");
+    assert_eq!(
+        pause_status.ok(),
+        Some(200),
+        "the pause did not wait for the stalled upload"
+    );
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("campaign_not_editable"), "{text}");
+    assert_eq!(contact_count(&app, &campaign).await, 1, "nothing added");
+    app.finish().await;
+}
+
+/// Builds a file of `count` distinct valid mobiles from 0491 571 000 on.
+fn rows(count: usize) -> String {
+    let mut csv = String::from("to_number,contact_ref\n");
+    for index in 0..count {
+        csv.push_str(&format!("0491 571 {:03},REF-{index}\n", index));
+    }
+    csv
+}
+
+/// Sends the same file twice at once under one Idempotency-Key and checks
+/// that one import took place and both responses name it.
+async fn same_key_at_once(app: &TestApp, campaign: &str, file: &str, status: u16) {
+    let (first, second) = tokio::join!(
+        post(
+            app,
+            campaign,
+            "text/csv",
+            file.as_bytes().to_vec(),
+            Some("same-key")
+        ),
+        post(
+            app,
+            campaign,
+            "text/csv",
+            file.as_bytes().to_vec(),
+            Some("same-key")
+        ),
+    );
+    assert_eq!(
+        (first.0, second.0),
+        (status, status),
+        "{first:?} {second:?}"
+    );
+    assert_eq!(
+        first.1["import_id"], second.1["import_id"],
+        "both answers name one import"
+    );
+    assert!(
+        first.2 != second.2,
+        "exactly one answer is a replay: {first:?} {second:?}"
+    );
+    let imports: i64 = sqlx::query_scalar("SELECT count(*) FROM imports")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count imports");
+    assert_eq!(imports, 1, "one import recorded");
+}
+
+#[tokio::test]
+async fn same_key_at_once_imports_once() {
+    let app = TestApp::spawn().await;
+    let campaign = app.create_campaign(json!({})).await;
+    same_key_at_once(&app, &campaign, &rows(400), 201).await;
+    assert_eq!(contact_count(&app, &campaign).await, 400);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn same_key_at_once_starts_one_job() {
+    let app = TestApp::spawn_with(Options {
+        limits: ImportLimits {
+            async_bytes: 256,
+            ..ImportLimits::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let campaign = app.create_campaign(json!({})).await;
+    same_key_at_once(&app, &campaign, &rows(400), 202).await;
+    let mut state = String::new();
+    for _ in 0..600 {
+        state = sqlx::query_scalar("SELECT state FROM imports")
+            .fetch_one(&app.pool)
+            .await
+            .expect("import state");
+        if state != "processing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, "completed");
+    assert_eq!(contact_count(&app, &campaign).await, 400);
+    app.finish().await;
+}

@@ -2157,6 +2157,26 @@ async fn phone_number_in_contact_ref_rejected() {
     assert_counts(&reply, 1, 0);
 }
 
+#[tokio::test]
+async fn phone_number_inside_free_text_rejected() {
+    // Numbers among other words used to be stored and shown unmasked in the
+    // contacts list, the export and rejected.csv.
+    for (column, value, number) in [
+        ("contact_ref", "CUST 0491 570 157", "0491 570 157"),
+        ("registry_evidence", "ref 0491570159", "0491570159"),
+        ("consent_evidence", "rec 0491-570-158", "0491-570-158"),
+    ] {
+        let (reply, rejected) = import_free_text(column, value).await;
+        assert_counts(&reply, 0, 1);
+        assert_issue(&reply.body["errors"], "value_is_phone_number", 1, 2, column);
+        for text in [&reply.text, &rejected] {
+            assert!(!text.contains(number), "{column}: number shown: {text}");
+        }
+    }
+    let (reply, _) = import_free_text("contact_ref", "INV-2026-000123").await;
+    assert_counts(&reply, 1, 0);
+}
+
 // ---------------------------------------------------------------------------
 // Conflicting results in one wash file
 // ---------------------------------------------------------------------------

@@ -384,12 +384,12 @@ pub fn validate_record(
                 "value_too_long",
                 format!("{} is longer than {max} characters", column.name()),
             ));
-        } else if is_phone_number(value) {
+        } else if contains_phone_number(value) {
             errors.push(RowIssue::new(
                 column,
                 "value_is_phone_number",
                 format!(
-                    "{} holds a phone number, which reports and exports would show unmasked; put the number in to_number only",
+                    "{} contains a phone number, which reports and exports would show unmasked; put the number in to_number only",
                     column.name()
                 ),
             ));
@@ -606,6 +606,57 @@ fn validate_consent<'a>(
 /// six-digit references (`412345678`, `131234`) are not taken for numbers.
 pub fn is_phone_number(value: &str) -> bool {
     normalise(value, NumberPolicy::default()).is_ok_and(|number| number.warnings.is_empty())
+}
+
+/// Returns whether free text contains a phone number written out in full,
+/// alone or among other words, as in `Mob: 0491 570 157`. Each run of digits
+/// and number punctuation is tried in parts split at spaces, so digits before
+/// the number (`REF 12 0491 570 157`) do not hide it.
+pub fn contains_phone_number(value: &str) -> bool {
+    if is_phone_number(value) {
+        return true;
+    }
+    let mut run = String::new();
+    for c in value.chars().chain(std::iter::once('\n')) {
+        if c.is_numeric() || c == ' ' || c == '\u{a0}' || is_number_punctuation(c) {
+            run.push(c);
+            continue;
+        }
+        if run_contains_phone_number(&run) {
+            return true;
+        }
+        run.clear();
+    }
+    false
+}
+
+/// Punctuation that numbers are written with: `+`, brackets, dots and dashes.
+fn is_number_punctuation(c: char) -> bool {
+    matches!(
+        c,
+        '+' | '(' | ')' | '.' | '-' | '\u{2010}'..='\u{2015}' | '\u{2212}'
+    )
+}
+
+/// The maximum number of space-separated parts a number is tried in:
+/// `0011 61 4xx xxx xxx` has five.
+const MAX_NUMBER_PARTS: usize = 6;
+
+fn run_contains_phone_number(run: &str) -> bool {
+    if run.chars().filter(|c| c.is_numeric()).count() < 8 {
+        return false;
+    }
+    let parts: Vec<&str> = run
+        .split([' ', '\u{a0}'])
+        .filter(|part| !part.is_empty())
+        .collect();
+    (0..parts.len()).any(|first| {
+        (first + 1..=parts.len().min(first + MAX_NUMBER_PARTS)).any(|end| {
+            let candidate = parts[first..end].join(" ");
+            let digits = candidate.chars().filter(|c| c.is_numeric()).count();
+            (8..=16).contains(&digits) && is_phone_number(&candidate)
+        })
+    })
 }
 
 /// Returns whether a value could be read as a phone number in any accepted form. Values
@@ -942,7 +993,28 @@ mod tests {
             assert_eq!(issues[0].code, "value_is_phone_number", "{reference:?}");
             assert!(!issues[0].message.contains("570"), "{reference:?}");
         }
-        for reference in ["412345678", "131234", "CRM-0491"] {
+        for reference in [
+            "Mob: 0491 570 157",
+            "CUST 0491 570 157",
+            "ref 0491570159",
+            "rec 0491-570-158",
+            "REF 12 0491 570 157",
+            "call (02) 5550 1234 after 5",
+            "A/0491570006/B",
+        ] {
+            let issues = validate_record(&map, &["0491 570 006", reference], context())
+                .expect_err("phone number inside contact_ref");
+            assert_eq!(issues[0].code, "value_is_phone_number", "{reference:?}");
+        }
+        for reference in [
+            "412345678",
+            "131234",
+            "CRM-0491",
+            "REF 10023456",
+            "INV-2026-000123",
+            "WASH 2026-12-01 12:00",
+            "ACC 20261201 0491",
+        ] {
             assert!(
                 validate_record(&map, &["0491 570 006", reference], context()).is_ok(),
                 "{reference:?}"

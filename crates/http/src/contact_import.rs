@@ -763,16 +763,18 @@ fn is_blank(field: &str) -> bool {
 /// Returns the values of a rejected row that its rejected-rows line may show. A
 /// record with more fields than the header has its values shifted, so any of
 /// them may be a number or a personalisation value and none is kept. A value
-/// too long for its column, or one that reads as a phone number, is left out.
+/// too long for its column, or one that reads as or contains a phone number, is
+/// left out.
 fn kept_values<'a>(values: &[Option<&'a str>; 13], errors: &[RowIssue]) -> [Option<&'a str>; 13] {
     if errors.iter().any(|error| error.code == "too_many_fields") {
         return [None; 13];
     }
     let mut kept = *values;
     for (value, name) in kept.iter_mut().zip(REJECTED_ROW_COLUMNS) {
-        let refused = errors
-            .iter()
-            .any(|error| error.column == name && error.code == "value_too_long");
+        let refused = errors.iter().any(|error| {
+            error.column == name
+                && (error.code == "value_too_long" || error.code == "value_is_phone_number")
+        });
         if refused || value.is_some_and(may_be_phone_number) {
             *value = None;
         }

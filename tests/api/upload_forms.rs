@@ -116,6 +116,47 @@ async fn multipart_file_part_imports() {
 }
 
 #[tokio::test]
+async fn multipart_wash_file_attaches() {
+    let app = TestApp::spawn().await;
+    let campaign = app.create_campaign(json!({})).await;
+    let (status, reply, _) = post_form(
+        &app,
+        &campaign,
+        form(&[("file", Some("c.csv"), None, FILE)]),
+    )
+    .await;
+    assert_eq!(status, 201, "{reply}");
+
+    let body = form(&[(
+        "file",
+        Some("wash.csv"),
+        Some("text/csv"),
+        "number,result\n0491 570 156,N\n0491 570 157,Y\n",
+    )]);
+    let response = app
+        .http
+        .post(app.url(&format!(
+            "/v1/campaigns/{campaign}/wash-results?wash_reference=W-FORM"
+        )))
+        .bearer_auth(app.admin())
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 201);
+    let wash: Value = response.json().await.expect("json");
+
+    assert_eq!(wash["contacts_matched"], 2, "{wash}");
+    assert_eq!(wash["registered"], 1, "{wash}");
+    assert_eq!(wash["not_registered"], 1, "{wash}");
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn multipart_without_file_is_missing_file() {
     let app = TestApp::spawn().await;
     let campaign = app.create_campaign(json!({})).await;
@@ -189,8 +230,8 @@ async fn malformed_multipart_is_bad_request() {
     app.finish().await;
 }
 
-/// A client that sends a request head promising `length` bytes and then
-/// only `start`. It sends `rest` on a signal from the returned sender,
+/// Starts a client that sends a request head promising `length` bytes and
+/// then only `start`. It sends `rest` on a signal from the returned sender,
 /// then reads the response; the handle returns the status and text.
 fn stalled_upload(
     app: &TestApp,
@@ -329,6 +370,49 @@ async fn stalled_upload_leaves_running_campaign_free() {
     assert_eq!(status, 409, "{text}");
     assert!(text.contains("campaign_not_editable"), "{text}");
     assert_eq!(contact_count(&app, &campaign).await, 1, "nothing added");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn stalled_upload_leaves_draft_campaign_free() {
+    let app = TestApp::spawn_with(Options {
+        limits: ImportLimits {
+            idle_timeout: Duration::from_secs(120),
+            ..ImportLimits::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let campaign = app.create_campaign(json!({})).await;
+
+    let start = "to_number\n0491 570 156\n";
+    let rest = "0491 570 157\n";
+    let length = start.len() + rest.len();
+    let (finish, upload) = stalled_upload(&app, &campaign, length, start, rest);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The file is received in full before the campaign is locked, so a
+    // cancel does not wait for the slow client.
+    let cancel = app
+        .http
+        .post(app.url(&format!("/v1/campaigns/{campaign}/cancel")))
+        .bearer_auth(app.admin())
+        .json(&json!({}))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await;
+    let cancel_status = cancel.map(|response| response.status().as_u16());
+    finish.send(()).expect("the client waits for the signal");
+    let (status, text) = upload.await.expect("the upload finishes");
+
+    assert_eq!(
+        cancel_status.ok(),
+        Some(200),
+        "the cancel did not wait for the slow upload"
+    );
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("campaign_not_editable"), "{text}");
+    assert_eq!(contact_count(&app, &campaign).await, 0, "nothing imported");
     app.finish().await;
 }
 

@@ -25,9 +25,9 @@ pub struct ImportLimits {
     /// Import jobs one server runs at once; an upload that would start
     /// another is refused with `429 too_many_import_jobs` before its body is read.
     pub max_jobs: usize,
-    /// Maximum wait for the next part of an upload's body; a client that
-    /// sends nothing for this long gets `408 upload_timeout`. An upload holds
-    /// its campaign while it is read, so a stalled one must not hold it for long.
+    /// Maximum wait for the next part of an upload's body. A client that
+    /// sends nothing for this long gets `408 upload_timeout`, which frees its
+    /// connection and memory.
     pub idle_timeout: std::time::Duration,
 }
 

@@ -155,9 +155,11 @@ impl Body {
             UploadForm::Raw => payload
                 .map(|chunk| chunk.map_err(|error| body_error(&error)))
                 .boxed_local(),
-            UploadForm::Multipart => {
-                file_part(Multipart::new(request.headers(), payload)).boxed_local()
-            }
+            // Fused, because the body is read again after its end (to hash
+            // or drop the rest), and an unfolded stream must not be.
+            UploadForm::Multipart => file_part(Multipart::new(request.headers(), payload))
+                .fuse()
+                .boxed_local(),
         };
         Self {
             chunks,

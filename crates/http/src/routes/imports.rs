@@ -492,13 +492,25 @@ pub async fn import_contacts(
         let digest = upload::digest(&mut body, start, limits.max_bytes).await?;
         return UploadKey::replay(&request, &stored, &fingerprint(&digest.sha256));
     }
-    // Refused before the campaign's lock is taken: the rest of the body is
-    // read while the client sends it, and a running campaign's lock is
-    // wanted by the dispatcher.
+    // Refused before the campaign's lock is taken, because a running
+    // campaign's lock is wanted by the dispatcher.
     if let Err(error) = require_editable(&campaign) {
         discard_body(&mut body, start, limits.max_bytes).await;
         return Err(error);
     }
+    // The whole file is received before the campaign is locked, so a slow or
+    // stalled client never holds the campaign. A file imported while the
+    // request waits is at most the job threshold, so this memory is bounded.
+    let start = if length.is_some() {
+        let inline_limit = limits.async_bytes.min(limits.max_bytes);
+        let read = upload::read_start(&mut body, inline_limit).await?;
+        if !read.complete {
+            return Err(upload::file_too_large(inline_limit));
+        }
+        read.bytes
+    } else {
+        start
+    };
     let mut transaction = state.pool.begin().await?;
     let campaign = campaigns::find_for_update(&mut transaction, &scope, campaign_id)
         .await?
@@ -990,25 +1002,23 @@ pub async fn attach_wash(
         let digest = upload::digest(&mut body, Bytes::new(), max_bytes).await?;
         return UploadKey::replay(&request, &stored, &fingerprint(&digest.sha256));
     }
-    // As for contact files: refused before the campaign's lock is taken.
+    // As for contact files: refused before the campaign's lock is taken, and
+    // the whole file is received (into an encrypted temporary file) before
+    // the campaign is locked.
     if let Err(error) = require_editable(&campaign) {
         discard_body(&mut body, Bytes::new(), max_bytes).await;
         return Err(error);
     }
+    let spool = upload::spool(&mut body, Bytes::new(), max_bytes).await?;
+    let sha = spool.digest.sha256.clone();
     let mut transaction = state.pool.begin().await?;
     let campaign = campaigns::find_for_update(&mut transaction, &scope, campaign_id)
         .await?
         .ok_or_else(|| ApiError::not_found("campaign"))?;
     if let Some(stored) = key.stored(&mut *transaction).await? {
-        drop(transaction);
-        let digest = upload::digest(&mut body, Bytes::new(), max_bytes).await?;
-        return UploadKey::replay(&request, &stored, &fingerprint(&digest.sha256));
+        return UploadKey::replay(&request, &stored, &fingerprint(&sha));
     }
-    if let Err(error) = require_editable(&campaign) {
-        drop(transaction);
-        discard_body(&mut body, Bytes::new(), max_bytes).await;
-        return Err(error);
-    }
+    require_editable(&campaign)?;
     let plan = WashPlan {
         campaign_id,
         reference: reference.clone(),
@@ -1016,13 +1026,13 @@ pub async fn attach_wash(
         declared_encoding: declared,
         record_limits: record_limits(&state),
     };
-    let (sender, source) = upload::channel();
-    let (fed, outcome) = futures_util::join!(
-        upload::feed(&mut body, Bytes::new(), sender, max_bytes),
-        wash_import::run(&mut transaction, source, plan, state.keyring.clone())
-    );
-    let outcome = outcome?;
-    let BodyDigest { sha256: sha, .. } = fed?;
+    let outcome = wash_import::run(
+        &mut transaction,
+        spool.into_source()?,
+        plan,
+        state.keyring.clone(),
+    )
+    .await?;
 
     let wash_id = Uuid::new_v4();
     let actor = principal.actor();

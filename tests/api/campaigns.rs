@@ -289,3 +289,76 @@ async fn json_body_without_json_content_type_is_415() {
     assert_eq!(response.status(), 400, "malformed JSON stays 400");
     app.finish().await;
 }
+
+/// Creates a campaign with an Idempotency-Key; returns the status, body and
+/// whether the response was replayed.
+async fn create_with_key(app: &TestApp, key: &str, name: &str) -> (u16, serde_json::Value, bool) {
+    let mut body = crate::support::valid_campaign(app.tenant.project);
+    body["name"] = serde_json::json!(name);
+    let response = app
+        .http
+        .post(app.url("/v1/campaigns"))
+        .bearer_auth(app.admin())
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    let replayed = response.headers().contains_key("idempotent-replayed");
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body, replayed)
+}
+
+async fn campaign_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM campaigns")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count campaigns")
+}
+
+#[tokio::test]
+async fn create_key_replays_first_response() {
+    let app = TestApp::spawn().await;
+    let (status, first, replayed) = create_with_key(&app, "create-1", "Winter offer").await;
+    assert_eq!(status, 201, "{first}");
+    assert!(!replayed, "the first response is not a replay");
+    let (status, again, replayed) = create_with_key(&app, "create-1", "Winter offer").await;
+    assert_eq!(status, 201, "{again}");
+    assert!(replayed, "the repeat is a replay");
+    assert_eq!(again["id"], first["id"], "the same campaign");
+    let (status, other, _) = create_with_key(&app, "create-1", "Spring offer").await;
+    assert_eq!(status, 422, "{other}");
+    assert_eq!(other["code"], "idempotency_key_reused", "{other}");
+    assert_eq!(campaign_count(&app).await, 1, "one campaign");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn create_key_sent_at_once_creates_one() {
+    // Requests sent together used to pass the stored-response check together
+    // and each create a campaign.
+    let app = TestApp::spawn().await;
+    let replies = futures_util::future::join_all(
+        (0..6).map(|_| create_with_key(&app, "create-at-once", "Winter offer")),
+    )
+    .await;
+    assert_eq!(campaign_count(&app).await, 1, "one campaign: {replies:?}");
+    let created: Vec<_> = replies
+        .iter()
+        .filter(|(status, _, replayed)| *status == 201 && !*replayed)
+        .collect();
+    assert_eq!(created.len(), 1, "one request did the work: {replies:?}");
+    for (status, body, _) in &replies {
+        match status {
+            201 => assert_eq!(body["id"], created[0].1["id"], "{replies:?}"),
+            409 => assert_eq!(body["code"], "idempotency_key_in_use", "{body}"),
+            other => panic!("unexpected status {other}: {body}"),
+        }
+    }
+    // Once the first has finished, the key replays its response.
+    let (status, again, replayed) = create_with_key(&app, "create-at-once", "Winter offer").await;
+    assert_eq!((status, replayed), (201, true), "{again}");
+    assert_eq!(again["id"], created[0].1["id"]);
+    app.finish().await;
+}

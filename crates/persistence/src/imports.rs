@@ -551,6 +551,96 @@ pub async fn find_response(
         .await
 }
 
+/// The outcome of claiming an `Idempotency-Key` before the work it covers.
+#[derive(Debug)]
+pub enum KeyClaim {
+    /// This request has the key and does the work.
+    Claimed,
+    /// An earlier request finished and stored its response.
+    Stored(StoredResponse),
+    /// A concurrent request has the key and has not finished.
+    InProgress,
+}
+
+/// A claimed key that was not completed within this time is taken as
+/// abandoned (its server stopped), and the next request may claim it.
+const ABANDONED_CLAIM: &str = "5 minutes";
+
+/// Claims a key for a request, marking it in progress with status 0, so that
+/// a concurrent request with the same key waits for the first response
+/// instead of doing the work again.
+pub async fn claim_key(
+    pool: &sqlx::PgPool,
+    partner_id: Uuid,
+    key: &str,
+    request_hash: &str,
+) -> sqlx::Result<KeyClaim> {
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (partner_id, key, request_hash, status, body)
+         VALUES ($1, $2, $3, 0, 'null') ON CONFLICT DO NOTHING",
+    )
+    .bind(partner_id)
+    .bind(key)
+    .bind(request_hash)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if inserted > 0 {
+        return Ok(KeyClaim::Claimed);
+    }
+    let taken_over = sqlx::query(&format!(
+        "UPDATE idempotency_keys SET request_hash = $3, created_at = now()
+          WHERE partner_id = $1 AND key = $2 AND status = 0
+            AND created_at < now() - interval '{ABANDONED_CLAIM}'"
+    ))
+    .bind(partner_id)
+    .bind(key)
+    .bind(request_hash)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if taken_over > 0 {
+        return Ok(KeyClaim::Claimed);
+    }
+    Ok(match find_response(pool, partner_id, key).await? {
+        Some(stored) if stored.status > 0 => KeyClaim::Stored(stored),
+        // Gone between the statements: its request failed and released it.
+        None => KeyClaim::InProgress,
+        Some(_) => KeyClaim::InProgress,
+    })
+}
+
+/// Stores the response of a claimed key.
+pub async fn complete_key(
+    pool: &sqlx::PgPool,
+    partner_id: Uuid,
+    key: &str,
+    status: i32,
+    body: &Value,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET status = $3, body = $4
+          WHERE partner_id = $1 AND key = $2 AND status = 0",
+    )
+    .bind(partner_id)
+    .bind(key)
+    .bind(status)
+    .bind(body)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Releases a claimed key whose request failed, so it can be sent again.
+pub async fn release_key(pool: &sqlx::PgPool, partner_id: Uuid, key: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE partner_id = $1 AND key = $2 AND status = 0")
+        .bind(partner_id)
+        .bind(key)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Removes a stored response.
 pub async fn delete_response(
     executor: impl PgExecutor<'_>,

@@ -122,8 +122,10 @@ pub(crate) fn idempotency_key(request: &HttpRequest) -> ApiResult<Option<String>
 
 /// Runs `work` once per `Idempotency-Key`: a repeat with the same request
 /// returns the stored first response, and the same key with another request
-/// is `422 idempotency_key_reused`. Errors are not stored, so a failed request
-/// can be retried with its key.
+/// is `422 idempotency_key_reused`. The key is claimed before the work runs,
+/// so a repeat sent while the first is still running gets `409
+/// idempotency_key_in_use` instead of doing the work twice. Errors are not
+/// stored, so a failed request can be retried with its key.
 pub async fn idempotent<F, T>(
     state: &AppState,
     request: &HttpRequest,
@@ -135,18 +137,21 @@ where
     F: std::future::Future<Output = ApiResult<(StatusCode, T)>>,
     T: Serialize,
 {
-    let key = idempotency_key(request)?;
+    use outbound_persistence::imports::{self as keys, KeyClaim};
+
+    let Some(key) = idempotency_key(request)? else {
+        let (status, body) = work.await?;
+        return Ok(HttpResponse::build(status).json(body));
+    };
     let mut hasher = Sha256::new();
     hasher.update(request.method().as_str());
     hasher.update(request.path());
     hasher.update(request_fingerprint);
     let request_hash = hex::encode(hasher.finalize());
-    if let Some(key) = &key {
-        let scoped_key = format!("{}:{key}", request.path());
-        if let Some(stored) =
-            outbound_persistence::imports::find_response(&state.pool, partner_id, &scoped_key)
-                .await?
-        {
+    let scoped_key = format!("{}:{key}", request.path());
+    match keys::claim_key(&state.pool, partner_id, &scoped_key, &request_hash).await? {
+        KeyClaim::Claimed => {}
+        KeyClaim::Stored(stored) => {
             if stored.request_hash != request_hash {
                 return Err(ApiError::unprocessable(
                     "idempotency_key_reused",
@@ -158,20 +163,68 @@ where
                 .insert_header(("Idempotent-Replayed", "true"))
                 .json(stored.body));
         }
+        KeyClaim::InProgress => {
+            let mut error = ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_in_use",
+                "a request with this Idempotency-Key is still running; send it again in a moment to get its response",
+            );
+            error.retry_after = Some(1);
+            return Err(error);
+        }
     }
-    let (status, body) = work.await?;
-    let body: Value = serde_json::to_value(body).map_err(|e| ApiError::internal(&e))?;
-    if let Some(key) = &key {
-        let scoped_key = format!("{}:{key}", request.path());
-        outbound_persistence::imports::store_response(
-            &state.pool,
-            partner_id,
-            &scoped_key,
-            &request_hash,
-            i32::from(status.as_u16()),
-            &body,
-        )
-        .await?;
+    // Released if the request ends before the work does, as when the client
+    // disconnects and the handler is dropped.
+    let mut claim = ClaimGuard {
+        pool: state.pool.clone(),
+        partner_id,
+        key: Some(scoped_key),
+    };
+    let result = work.await;
+    let scoped_key = claim.key.take().unwrap_or_default();
+    match result {
+        Ok((status, body)) => {
+            let body: Value = serde_json::to_value(body).map_err(|e| ApiError::internal(&e))?;
+            keys::complete_key(
+                &state.pool,
+                partner_id,
+                &scoped_key,
+                i32::from(status.as_u16()),
+                &body,
+            )
+            .await?;
+            Ok(HttpResponse::build(status).json(body))
+        }
+        Err(error) => {
+            if let Err(release) = keys::release_key(&state.pool, partner_id, &scoped_key).await {
+                tracing::warn!(error = %release, "an Idempotency-Key of a failed request could not be released");
+            }
+            Err(error)
+        }
     }
-    Ok(HttpResponse::build(status).json(body))
+}
+
+/// A claimed `Idempotency-Key` that is released when dropped before its
+/// request finished.
+struct ClaimGuard {
+    pool: sqlx::PgPool,
+    partner_id: Uuid,
+    key: Option<String>,
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else {
+            return;
+        };
+        let pool = self.pool.clone();
+        let partner_id = self.partner_id;
+        actix_web::rt::spawn(async move {
+            if let Err(error) =
+                outbound_persistence::imports::release_key(&pool, partner_id, &key).await
+            {
+                tracing::warn!(%error, "an Idempotency-Key of a dropped request could not be released");
+            }
+        });
+    }
 }

@@ -164,6 +164,16 @@ async fn create_rejects_invalid_settings() {
             serde_json::json!({"personalisation_keys": ["to_number"]}),
             "invalid_personalisation_key",
         ),
+        // A header cell with six digits is read as data, so the key could
+        // never be imported.
+        (
+            serde_json::json!({"personalisation_keys": ["code_123456"]}),
+            "invalid_personalisation_key",
+        ),
+        (
+            serde_json::json!({"personalisation_keys": ["_private"]}),
+            "invalid_personalisation_key",
+        ),
         (
             serde_json::json!({"calling_window": {"weekdays": {"start": "9am", "end": "5pm"}}}),
             "invalid_calling_window",

@@ -40,7 +40,9 @@ pub struct CreateCampaign {
     /// type's legal hours; a wider window is a validation blocker.
     pub calling_window: Option<CallingWindowSpec>,
     pub retry_policy: Option<RetryPolicy>,
-    /// Extra CSV columns the voice agent may use, such as `first_name`.
+    /// Extra CSV columns the voice agent may use, such as `first_name`: up to
+    /// 64 letters, digits or underscores, starting with a letter, with fewer
+    /// than six digits.
     #[serde(default)]
     pub personalisation_keys: Vec<String>,
     /// Most calls in progress at once.
@@ -202,15 +204,18 @@ fn new_campaign(
     let mut keys = Vec::new();
     for key in &request.personalisation_keys {
         let normalised = normalise_header(key);
-        let valid = !normalised.is_empty()
-            && normalised.len() <= 64
+        // A header cell with six or more digits is read as data, not as a
+        // column name, so such a key could never be imported.
+        let valid = normalised.len() <= 64
+            && normalised.starts_with(|c: char| c.is_ascii_alphabetic())
             && normalised
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && normalised.chars().filter(char::is_ascii_digit).count() < 6;
         if !valid {
             return Err(ApiError::unprocessable(
                 "invalid_personalisation_key",
-                "personalisation keys are 1 to 64 letters, digits or underscores",
+                "personalisation keys are 1 to 64 letters, digits or underscores, starting with a letter, with fewer than six digits",
             ));
         }
         if Column::ALL.iter().any(|c| c.name() == normalised) || keys.contains(&normalised) {

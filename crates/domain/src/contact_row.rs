@@ -617,39 +617,42 @@ pub fn contains_phone_number(value: &str) -> bool {
         return true;
     }
     let mut run = String::new();
-    for c in value.chars().chain(std::iter::once('\n')) {
-        if c.is_numeric() || c == ' ' || c == '\u{a0}' || is_number_punctuation(c) {
+    // Invisible characters are dropped, as the number parser drops them.
+    let visible = value.chars().filter(|&c| !is_invisible(c));
+    // A letter at the end closes the last run.
+    for c in visible.chain(std::iter::once('x')) {
+        if c.is_numeric() || is_number_punctuation(c) {
             run.push(c);
-            continue;
+        } else if c.is_whitespace() || c == '/' {
+            run.push(' ');
+        } else {
+            if run_contains_phone_number(&run) {
+                return true;
+            }
+            run.clear();
         }
-        if run_contains_phone_number(&run) {
-            return true;
-        }
-        run.clear();
     }
     false
 }
 
-/// Punctuation that numbers are written with: `+`, brackets, dots and dashes.
+/// Returns whether a character is punctuation that numbers are written with:
+/// `+`, brackets, dots and dashes of any width.
 fn is_number_punctuation(c: char) -> bool {
     matches!(
         c,
-        '+' | '(' | ')' | '.' | '-' | '\u{2010}'..='\u{2015}' | '\u{2212}'
+        '+' | '(' | ')' | '.' | '-' | '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{ff0d}'
     )
 }
 
-/// The maximum number of space-separated parts a number is tried in:
-/// `0011 61 4xx xxx xxx` has five.
-const MAX_NUMBER_PARTS: usize = 6;
+/// The maximum number of space-separated parts a number is tried in, enough
+/// for a mobile typed one digit at a time.
+const MAX_NUMBER_PARTS: usize = 12;
 
 fn run_contains_phone_number(run: &str) -> bool {
     if run.chars().filter(|c| c.is_numeric()).count() < 8 {
         return false;
     }
-    let parts: Vec<&str> = run
-        .split([' ', '\u{a0}'])
-        .filter(|part| !part.is_empty())
-        .collect();
+    let parts: Vec<&str> = run.split(' ').filter(|part| !part.is_empty()).collect();
     (0..parts.len()).any(|first| {
         (first + 1..=parts.len().min(first + MAX_NUMBER_PARTS)).any(|end| {
             let candidate = parts[first..end].join(" ");
@@ -1001,6 +1004,13 @@ mod tests {
             "REF 12 0491 570 157",
             "call (02) 5550 1234 after 5",
             "A/0491570006/B",
+            "Mob 0491/570/157",
+            "Mob 0491\u{2009}570\u{202f}157",
+            "Mob 0491 57\u{200b}0 157",
+            "Mob 0491\t570\t157",
+            "Mob 0491\u{ff0d}570\u{ff0d}157",
+            "Mob 0 4 9 1 5 7 0 1 5 7",
+            "Mob 04 9 1 5 7 0 1 5 7",
         ] {
             let issues = validate_record(&map, &["0491 570 006", reference], context())
                 .expect_err("phone number inside contact_ref");
@@ -1014,6 +1024,8 @@ mod tests {
             "INV-2026-000123",
             "WASH 2026-12-01 12:00",
             "ACC 20261201 0491",
+            "due 20/11/2026",
+            "ABN 51 824 753 556",
         ] {
             assert!(
                 validate_record(&map, &["0491 570 006", reference], context()).is_ok(),

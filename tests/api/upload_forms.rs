@@ -500,3 +500,389 @@ async fn same_key_at_once_starts_one_job() {
     assert_eq!(contact_count(&app, &campaign).await, 400);
     app.finish().await;
 }
+
+/// Sends a request over a raw connection: the head with `headers`, then each
+/// piece of the body after its pause. Returns the status and the response text.
+async fn raw_request(
+    app: &TestApp,
+    path: &str,
+    headers: &str,
+    pieces: Vec<(Duration, Vec<u8>)>,
+) -> (u16, String) {
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n{headers}Connection: close\r\n\r\n",
+        app.admin()
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(&address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        stream.write_all(head.as_bytes()).expect("head");
+        for (pause, piece) in pieces {
+            std::thread::sleep(pause);
+            // The server may respond and close before the whole body is sent.
+            if stream.write_all(&piece).is_err() {
+                break;
+            }
+        }
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        (status, text)
+    })
+    .await
+    .expect("the raw request finishes")
+}
+
+/// Encodes `body` as one HTTP/1.1 chunk and the last chunk.
+fn chunked(body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", body.len()).into_bytes();
+    out.extend_from_slice(body);
+    out.extend_from_slice(b"\r\n0\r\n\r\n");
+    out
+}
+
+#[tokio::test]
+async fn chunked_multipart_imports() {
+    // A form sent without Content-Length is read to its end before the
+    // import, then read again; that second read used to panic the worker.
+    let app = TestApp::spawn().await;
+    let campaign = app.create_campaign(json!({})).await;
+    let body = form(&[("file", Some("contacts.csv"), Some("text/csv"), FILE)]);
+    let headers = format!(
+        "Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nTransfer-Encoding: chunked\r\n"
+    );
+    let path = format!("/v1/campaigns/{campaign}/imports");
+    let (status, text) = raw_request(
+        &app,
+        &path,
+        &headers,
+        vec![(Duration::ZERO, chunked(&body))],
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    assert_eq!(contact_count(&app, &campaign).await, 2);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn short_boundary_form_is_bad_request() {
+    // Older versions of the form parser panicked on this body.
+    let app = TestApp::spawn().await;
+    let campaign = app.create_campaign(json!({})).await;
+    let body = format!(
+        "--\n--ab\r\nContent-Disposition: form-data; name=\"file\"; filename=\"c.csv\"\r\n\r\n{FILE}\r\n--ab--\r\n"
+    );
+    let (status, reply, _) = post(
+        &app,
+        &campaign,
+        "multipart/form-data; boundary=ab",
+        body.into_bytes(),
+        None,
+    )
+    .await;
+    assert!(
+        status == 400 || status == 201,
+        "a clear answer, not a dropped connection: {status} {reply}"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn boundary_split_across_packets_keeps_parts_apart() {
+    // The form parser used to read a boundary split across two reads as
+    // file content, so the next part's number became a contact.
+    let app = TestApp::spawn().await;
+    let campaign = app.create_campaign(json!({})).await;
+    let body = form(&[
+        ("file", Some("contacts.csv"), Some("text/csv"), FILE),
+        ("callback_number", None, None, "0491 571 021"),
+    ]);
+    let split = body
+        .windows(4 + BOUNDARY.len())
+        .position(|window| window == format!("\r\n--{BOUNDARY}").as_bytes())
+        .expect("the boundary after the file")
+        + 4;
+    let headers = format!(
+        "Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    let path = format!("/v1/campaigns/{campaign}/imports");
+    let pieces = vec![
+        (Duration::ZERO, body[..split].to_vec()),
+        (Duration::from_millis(500), body[split..].to_vec()),
+    ];
+    let (status, text) = raw_request(&app, &path, &headers, pieces).await;
+    assert_eq!(status, 201, "{text}");
+    assert!(
+        text.contains("\"rows_total\":2"),
+        "only the file's rows: {text}"
+    );
+    assert_eq!(contact_count(&app, &campaign).await, 2);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn slow_form_part_is_not_idle() {
+    // The idle timeout used to count chunks of the file only, so a long text
+    // part before it, sent steadily, timed out.
+    let app = TestApp::spawn_with(Options {
+        limits: ImportLimits {
+            idle_timeout: Duration::from_secs(1),
+            ..ImportLimits::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let campaign = app.create_campaign(json!({})).await;
+    let note = "n".repeat(4000);
+    let body = form(&[
+        ("note", None, None, &note),
+        ("file", Some("contacts.csv"), Some("text/csv"), FILE),
+    ]);
+    let headers = format!(
+        "Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    let mut pieces: Vec<(Duration, Vec<u8>)> = body
+        .chunks(500)
+        .map(|piece| (Duration::from_millis(300), piece.to_vec()))
+        .collect();
+    pieces[0].0 = Duration::ZERO;
+    let path = format!("/v1/campaigns/{campaign}/imports");
+    let (status, text) = raw_request(&app, &path, &headers, pieces).await;
+    assert_eq!(status, 201, "{text}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn chunked_form_over_limit_is_too_large() {
+    // The size limit used to count the file's bytes only, so other parts of
+    // a form sent without Content-Length were unbounded.
+    let app = TestApp::spawn_with(Options {
+        limits: ImportLimits {
+            max_bytes: 2000,
+            ..ImportLimits::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let campaign = app.create_campaign(json!({})).await;
+    let note = "n".repeat(5000);
+    let body = form(&[
+        ("note", None, None, &note),
+        ("file", Some("contacts.csv"), Some("text/csv"), FILE),
+    ]);
+    let headers = format!(
+        "Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nTransfer-Encoding: chunked\r\n"
+    );
+    let path = format!("/v1/campaigns/{campaign}/imports");
+    let (status, text) = raw_request(
+        &app,
+        &path,
+        &headers,
+        vec![(Duration::ZERO, chunked(&body))],
+    )
+    .await;
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("file_too_large"), "{text}");
+    assert_eq!(contact_count(&app, &campaign).await, 0);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn workbook_sent_raw_is_unsupported_media_type() {
+    let app = TestApp::spawn().await;
+    let campaign = app.create_campaign(json!({})).await;
+    let mut workbook = b"PK\x03\x04\x14\x00\x06\x00".to_vec();
+    workbook.extend_from_slice(&[0; 64]);
+    for content_type in ["application/octet-stream", "text/csv"] {
+        let (status, reply, _) = post(&app, &campaign, content_type, workbook.clone(), None).await;
+        assert_eq!(status, 415, "{content_type}: {reply}");
+        assert_eq!(reply["code"], "unsupported_media_type", "{reply}");
+    }
+    let body = form(&[("file", Some("contacts.xlsx"), None, "PK\u{3}\u{4}rest")]);
+    let (status, reply, _) = post_form(&app, &campaign, body).await;
+    assert_eq!(status, 415, "{reply}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn browser_empty_file_input_is_skipped() {
+    let app = TestApp::spawn().await;
+    let campaign = app.create_campaign(json!({})).await;
+    let body = form(&[
+        ("attachment", Some(""), Some("application/octet-stream"), ""),
+        ("FILE", None, None, FILE),
+    ]);
+    let (status, reply, _) = post_form(&app, &campaign, body).await;
+    assert_eq!(status, 201, "{reply}");
+    assert_eq!(reply["rows_accepted"], 2, "{reply}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn slow_job_upload_holds_no_job_slot() {
+    // A job slot used to be taken before the body was read, so slow uploads
+    // of large files could hold every slot and refuse all other jobs.
+    let app = TestApp::spawn_with(Options {
+        limits: ImportLimits {
+            async_bytes: 256,
+            max_jobs: 1,
+            idle_timeout: Duration::from_secs(120),
+            ..ImportLimits::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let campaign = app.create_campaign(json!({})).await;
+    let slow = rows(40);
+    let (finish, upload) = stalled_upload(&app, &campaign, slow.len(), &slow[..100], &slow[100..]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let other = app.create_campaign(json!({})).await;
+    let file = rows(30).replace("0491 571", "0491 572");
+    let (status, reply, _) = post(&app, &other, "text/csv", file.into_bytes(), None).await;
+    finish.send(()).expect("the client waits for the signal");
+    let (slow_status, text) = upload.await.expect("the slow upload finishes");
+
+    assert_eq!(
+        status, 202,
+        "a job starts while the slow upload is sent: {reply}"
+    );
+    assert!(
+        slow_status == 202 || slow_status == 429,
+        "the slow upload gets a slot or a clear 429: {text}"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn wash_key_repeat_without_received_at_replays() {
+    // The default received_at, the time of the request, used to make every
+    // repeat a different request.
+    let app = TestApp::spawn().await;
+    let campaign = app.create_campaign(json!({})).await;
+    let (status, reply, _) =
+        post(&app, &campaign, "text/csv", FILE.as_bytes().to_vec(), None).await;
+    assert_eq!(status, 201, "{reply}");
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let response = app
+            .http
+            .post(app.url(&format!(
+                "/v1/campaigns/{campaign}/wash-results?wash_reference=W-KEY"
+            )))
+            .bearer_auth(app.admin())
+            .header("Content-Type", "text/csv")
+            .header("Idempotency-Key", "wash-key")
+            .body("number,result\n0491 570 156,N\n")
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let replayed = response.headers().contains_key("idempotent-replayed");
+        let body: Value = response.json().await.expect("json");
+        answers.push((status, replayed, body));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!((answers[0].0, answers[0].1), (201, false), "{answers:?}");
+    assert_eq!((answers[1].0, answers[1].1), (201, true), "{answers:?}");
+    assert_eq!(answers[0].2["wash_id"], answers[1].2["wash_id"]);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn inline_and_job_with_one_key_import_once() {
+    // A job-sized upload stores its key without waiting for the campaign. An
+    // upload imported while the request waited, with the same key, then
+    // failed with a 500 when it found the key taken.
+    let app = TestApp::spawn_with(Options {
+        limits: ImportLimits {
+            async_bytes: 2000,
+            ..ImportLimits::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let campaign = app.create_campaign(json!({})).await;
+    let campaign_id = uuid::Uuid::parse_str(&campaign).expect("campaign id");
+    let file = rows(20);
+    assert!(file.len() < 2000, "the plain file is imported inline");
+    // The same file in a form padded past the job threshold: the same
+    // request for the key, sent as a job.
+    let padding = "p".repeat(2500);
+    let padded = form(&[
+        ("note", None, None, &padding),
+        ("file", Some("contacts.csv"), Some("text/csv"), &file),
+    ]);
+
+    // Hold the campaign so the inline import waits for it.
+    let mut holder = app.pool.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM campaigns WHERE id = $1 FOR UPDATE")
+        .bind(campaign_id)
+        .execute(&mut *holder)
+        .await
+        .expect("lock the campaign");
+    let lock_waiters = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .expect("read pg_stat_activity")
+    };
+    let inline = post(
+        &app,
+        &campaign,
+        "text/csv",
+        file.clone().into_bytes(),
+        Some("mixed"),
+    );
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    let job = async {
+        // Sent once the inline upload waits for the campaign.
+        while lock_waiters().await < 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        post(&app, &campaign, &content_type, padded, Some("mixed")).await
+    };
+    let release = async {
+        // Released once the job waits for the campaign too, so the inline
+        // upload, first in the queue, finds the key the job stored.
+        while lock_waiters().await < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        holder.rollback().await.expect("release the campaign");
+    };
+    let (inline, job, ()) = tokio::join!(inline, job, release);
+
+    assert_eq!(job.0, 202, "the job: {job:?}");
+    assert_eq!(
+        inline.0, 202,
+        "the inline upload replays the job: {inline:?}"
+    );
+    assert!(inline.2, "a replay: {inline:?}");
+    assert_eq!(inline.1["import_id"], job.1["import_id"]);
+    for _ in 0..600 {
+        let state: String = sqlx::query_scalar("SELECT state FROM imports")
+            .fetch_one(&app.pool)
+            .await
+            .expect("one import");
+        if state != "processing" {
+            assert_eq!(state, "completed");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(contact_count(&app, &campaign).await, 20);
+    app.finish().await;
+}

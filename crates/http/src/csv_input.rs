@@ -169,8 +169,14 @@ impl<S: ByteSource> TextDecoder<S> {
 
     /// Picks the decoder from the first bytes and drops the byte order mark.
     fn sniff(&mut self) -> Result<(), ApiError> {
-        while self.pending.len() < 3 && !self.source_done {
+        while self.pending.len() < 4 && !self.source_done {
             self.pull()?;
+        }
+        // An .xlsx workbook is a ZIP archive, and an .xls one an OLE2
+        // compound file; neither is text in any encoding.
+        if self.pending.starts_with(b"PK\x03\x04") || self.pending.starts_with(b"\xD0\xCF\x11\xE0")
+        {
+            return Err(crate::upload::workbook_error());
         }
         let bom_name = if self.pending.starts_with(b"\xEF\xBB\xBF") {
             Some("utf-8")
@@ -328,6 +334,18 @@ fn excel_separator(line: &[u8]) -> Option<Result<u8, ()>> {
     })
 }
 
+/// Returns whether a line of decoded text contains no value: only spaces of any
+/// kind, invisible characters, delimiters and quotes, as in `"",""`.
+fn is_empty_line(line: &[u8]) -> bool {
+    std::str::from_utf8(line).is_ok_and(|line| {
+        line.chars().all(|c| {
+            c.is_whitespace()
+                || outbound_domain::phone::is_invisible(c)
+                || matches!(c, ',' | ';' | '"')
+        })
+    })
+}
+
 /// Builds a `malformed_csv` problem that names the line.
 pub fn malformed(line: u64, detail: &str) -> ApiError {
     ApiError::unprocessable("malformed_csv", format!("line {line}: {detail}")).with("line", line)
@@ -462,7 +480,7 @@ impl<S: ByteSource> RecordReader<S> {
         let line_end = loop {
             let end = reader.line_end(line_start)?;
             let line = &reader.text[line_start..end];
-            if !line.iter().all(|b| b" \t,;".contains(b)) || end == reader.text.len() {
+            if !is_empty_line(line) || end == reader.text.len() {
                 break end;
             }
             line_start = end + 1;
@@ -849,6 +867,15 @@ mod tests {
     }
 
     #[test]
+    fn workbook_is_unsupported_media_type() {
+        for bytes in [&b"PK\x03\x04\x14\x00"[..], b"\xD0\xCF\x11\xE0\xA1\xB1"] {
+            let error = decode_all(bytes, None).expect_err("a workbook");
+            assert_eq!(error.code, "unsupported_media_type");
+            assert_eq!(error.status.as_u16(), 415);
+        }
+    }
+
+    #[test]
     fn declared_charset_aliases() {
         for name in ["UTF-8", "utf-8-sig", "US-ASCII", "ascii"] {
             assert_eq!(
@@ -874,6 +901,10 @@ mod tests {
             (b"  \n;;;\nto_number;contact_ref\n0491 570 006;A,1\n", 3),
             (b"\t\t\r\rto_number\tcontact_ref\r0491 570 006\tA,1\r", 3),
             (b"\n,,\nsep=;\nto_number;contact_ref\n0491 570 006;A,1\n", 4),
+            (
+                "\"\";\"\"\n\u{a0}\n\u{200b}\nto_number;contact_ref\n0491 570 006;A,1\n".as_bytes(),
+                4,
+            ),
         ] {
             let read = records(text, 3).expect("readable");
             assert_eq!(

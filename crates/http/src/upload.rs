@@ -2,15 +2,17 @@
 //! streamed to a blocking reader through a bounded channel, and bodies kept in
 //! an encrypted temporary file while a job processes them.
 
+use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
-
-use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use actix_web::http::StatusCode;
+use std::rc::Rc;
 use std::time::Duration;
 
 use actix_multipart::{Field, Multipart};
+use actix_web::error::PayloadError;
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::http::StatusCode;
 use actix_web::web::{Bytes, Payload};
 use actix_web::HttpRequest;
 use futures_util::stream::{self, LocalBoxStream};
@@ -140,62 +142,114 @@ fn body_error(error: &dyn std::fmt::Display) -> ApiError {
 }
 
 /// The file of an upload, read chunk by chunk: the raw request body, or the
-/// file part of a `multipart/form-data` form. Each chunk must arrive within
-/// the idle timeout.
+/// file part of a `multipart/form-data` form. Each chunk of the request body
+/// must arrive within the idle timeout, and the whole request body, form
+/// parts included, is bounded by the upload size limit.
 pub struct Body {
     chunks: LocalBoxStream<'static, Result<Bytes, ApiError>>,
-    idle: Duration,
-    /// Set once a chunk failed to arrive in time; the body then ends.
-    stalled: bool,
 }
 
 impl Body {
-    pub fn new(request: &HttpRequest, payload: Payload, form: UploadForm, idle: Duration) -> Self {
+    pub fn new(
+        request: &HttpRequest,
+        payload: Payload,
+        form: UploadForm,
+        idle: Duration,
+        max_bytes: usize,
+    ) -> Self {
+        let failure = Rc::new(Cell::new(None));
+        let raw = guarded(payload, idle, max_bytes, failure.clone());
+        // Fused, because the body is read again after its end (to hash or
+        // drop the rest), and an unfolded stream must not be.
         let chunks = match form {
-            UploadForm::Raw => payload
-                .map(|chunk| chunk.map_err(|error| body_error(&error)))
+            UploadForm::Raw => raw
+                .map(move |chunk| chunk.map_err(|error| raw_error(&failure, &error)))
+                .fuse()
                 .boxed_local(),
-            // Fused, because the body is read again after its end (to hash
-            // or drop the rest), and an unfolded stream must not be.
-            UploadForm::Multipart => file_part(Multipart::new(request.headers(), payload))
+            UploadForm::Multipart => file_part(Multipart::new(request.headers(), raw), failure)
                 .fuse()
                 .boxed_local(),
         };
-        Self {
-            chunks,
-            idle,
-            stalled: false,
-        }
+        Self { chunks }
     }
 
     /// Returns the next chunk of the file, or `None` at its end.
     ///
     /// # Errors
     /// `408 upload_timeout` when the client sends nothing for the idle
-    /// timeout, and the errors of reading the body or form.
+    /// timeout, `413 file_too_large` above the upload size limit, and the
+    /// errors of reading the body or form.
     pub async fn next(&mut self) -> Option<Result<Bytes, ApiError>> {
-        if self.stalled {
-            return None;
-        }
-        match tokio::time::timeout(self.idle, self.chunks.next()).await {
-            Ok(chunk) => chunk,
-            Err(_) => {
-                self.stalled = true;
-                tracing::warn!(idle_seconds = self.idle.as_secs(), "an upload stalled");
-                Some(Err(ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "upload_timeout",
-                    format!(
-                        "the upload sent nothing for {} seconds; nothing was imported, so send the file again",
-                        self.idle.as_secs()
-                    ),
-                )))
-            }
-        }
+        self.chunks.next().await
     }
 }
 
-fn form_error(error: &dyn std::fmt::Display) -> ApiError {
+/// The reason the guard of a request body stopped it.
+#[derive(Debug, Clone, Copy)]
+enum RawFailure {
+    Idle(Duration),
+    TooLarge(usize),
+}
+
+/// Wraps the request body, failing when a chunk takes longer than `idle` to
+/// arrive or the body grows beyond `max_bytes`. The reason is also kept in
+/// `failure`, because a multipart parser reports it only as a payload error.
+fn guarded(
+    payload: Payload,
+    idle: Duration,
+    max_bytes: usize,
+    failure: Rc<Cell<Option<RawFailure>>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, PayloadError>> {
+    stream::unfold(Some((payload, 0u64)), move |state| {
+        let failure = failure.clone();
+        async move {
+            let (mut payload, total) = state?;
+            let stop = |reason: RawFailure| {
+                failure.set(Some(reason));
+                let error = std::io::Error::new(std::io::ErrorKind::TimedOut, "upload stopped");
+                Some((Err(PayloadError::Io(error)), None))
+            };
+            match tokio::time::timeout(idle, payload.next()).await {
+                Err(_) => stop(RawFailure::Idle(idle)),
+                Ok(None) => None,
+                Ok(Some(Err(error))) => Some((Err(error), None)),
+                Ok(Some(Ok(bytes))) => {
+                    let total = total + bytes.len() as u64;
+                    if total > max_bytes as u64 {
+                        return stop(RawFailure::TooLarge(max_bytes));
+                    }
+                    Some((Ok(bytes), Some((payload, total))))
+                }
+            }
+        }
+    })
+    // The form parser may poll the body again after its end.
+    .fuse()
+}
+
+/// Builds the error for a failed read of the request body.
+fn raw_error(failure: &Cell<Option<RawFailure>>, error: &dyn std::fmt::Display) -> ApiError {
+    match failure.get() {
+        Some(RawFailure::Idle(idle)) => {
+            tracing::warn!(idle_seconds = idle.as_secs(), "an upload stalled");
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "upload_timeout",
+                format!(
+                    "the upload sent nothing for {} seconds; nothing was imported, so send the file again",
+                    idle.as_secs()
+                ),
+            )
+        }
+        Some(RawFailure::TooLarge(max_bytes)) => file_too_large(max_bytes),
+        None => body_error(error),
+    }
+}
+
+fn form_error(failure: &Cell<Option<RawFailure>>, error: &dyn std::fmt::Display) -> ApiError {
+    if failure.get().is_some() {
+        return raw_error(failure, error);
+    }
     tracing::warn!(%error, "reading a multipart/form-data upload failed");
     ApiError::bad_request(
         "invalid_multipart",
@@ -203,10 +257,22 @@ fn form_error(error: &dyn std::fmt::Display) -> ApiError {
     )
 }
 
-/// Returns whether a form part carries a file: it has a filename, or is named `file`.
+/// Returns whether a form part carries a file: it has a filename (a browser's
+/// empty file input sends an empty one, which does not count), or is named
+/// `file`.
 fn is_file_part(field: &Field) -> bool {
-    let disposition = field.content_disposition();
-    disposition.is_some_and(|d| d.get_filename().is_some() || d.get_name() == Some("file"))
+    let Some(disposition) = field.content_disposition() else {
+        return false;
+    };
+    match disposition.get_filename() {
+        Some(filename) => !filename.is_empty(),
+        None => {
+            disposition.get_filename_ext().is_some()
+                || disposition
+                    .get_name()
+                    .is_some_and(|name| name.eq_ignore_ascii_case("file"))
+        }
+    }
 }
 
 /// Returns whether a form part declares a spreadsheet workbook, which is not CSV.
@@ -228,76 +294,94 @@ enum FormPosition {
     Done,
 }
 
+/// Reads a form part to its end and drops it.
+async fn drain(field: &mut Field) -> Result<(), actix_multipart::MultipartError> {
+    while let Some(chunk) = field.next().await {
+        chunk?;
+    }
+    Ok(())
+}
+
 /// Streams the bytes of a form's file part. Parts before it are dropped. The
 /// rest of the form is read after it, and a second file part fails the upload.
-fn file_part(multipart: Multipart) -> impl futures_util::Stream<Item = Result<Bytes, ApiError>> {
-    stream::unfold(FormPosition::Before(multipart), |position| async move {
-        let mut position = position;
-        loop {
-            match position {
-                FormPosition::Done => return None,
-                FormPosition::Before(mut multipart) => match multipart.next().await {
-                    None => {
-                        let error = ApiError::unprocessable(
-                            "missing_file",
-                            "the multipart/form-data form has no file part; send the CSV file as a part with a filename, for example `curl -F file=@contacts.csv`",
-                        );
-                        return Some((Err(error), FormPosition::Done));
-                    }
-                    Some(Err(error)) => return Some((Err(form_error(&error)), FormPosition::Done)),
-                    Some(Ok(field)) if is_file_part(&field) => {
-                        if is_workbook(&field) {
-                            let error = ApiError::new(
-                                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                                "unsupported_media_type",
-                                "the form's file part is a spreadsheet workbook, not CSV; save the sheet as CSV (UTF-8) and upload that file",
+fn file_part(
+    multipart: Multipart,
+    failure: Rc<Cell<Option<RawFailure>>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, ApiError>> {
+    stream::unfold(FormPosition::Before(multipart), move |position| {
+        let failure = failure.clone();
+        async move {
+            let mut position = position;
+            loop {
+                match position {
+                    FormPosition::Done => return None,
+                    FormPosition::Before(mut multipart) => match multipart.next().await {
+                        None => {
+                            let error = ApiError::unprocessable(
+                                "missing_file",
+                                "the multipart/form-data form has no file part; send the CSV file as a part with a filename, for example `curl -F file=@contacts.csv`",
                             );
                             return Some((Err(error), FormPosition::Done));
                         }
-                        position = FormPosition::InFile(multipart, Box::new(field));
-                    }
-                    Some(Ok(mut field)) => {
-                        while let Some(chunk) = field.next().await {
-                            if let Err(error) = chunk {
-                                return Some((Err(form_error(&error)), FormPosition::Done));
-                            }
+                        Some(Err(error)) => {
+                            return Some((Err(form_error(&failure, &error)), FormPosition::Done))
                         }
-                        position = FormPosition::Before(multipart);
-                    }
-                },
-                FormPosition::InFile(mut multipart, mut field) => match field.next().await {
-                    Some(Ok(bytes)) => {
-                        return Some((Ok(bytes), FormPosition::InFile(multipart, field)))
-                    }
-                    Some(Err(error)) => return Some((Err(form_error(&error)), FormPosition::Done)),
-                    None => {
-                        drop(field);
-                        while let Some(next) = multipart.next().await {
-                            let mut other = match next {
-                                Ok(other) => other,
-                                Err(error) => {
-                                    return Some((Err(form_error(&error)), FormPosition::Done))
-                                }
-                            };
-                            if is_file_part(&other) {
-                                let error = ApiError::unprocessable(
-                                    "multiple_files",
-                                    "the multipart/form-data form has more than one file part; send one file per request",
-                                );
-                                return Some((Err(error), FormPosition::Done));
+                        Some(Ok(field)) if is_file_part(&field) => {
+                            if is_workbook(&field) {
+                                return Some((Err(workbook_error()), FormPosition::Done));
                             }
-                            while let Some(chunk) = other.next().await {
-                                if let Err(error) = chunk {
-                                    return Some((Err(form_error(&error)), FormPosition::Done));
-                                }
-                            }
+                            position = FormPosition::InFile(multipart, Box::new(field));
                         }
-                        return None;
-                    }
-                },
+                        Some(Ok(mut field)) => {
+                            if let Err(error) = drain(&mut field).await {
+                                return Some((
+                                    Err(form_error(&failure, &error)),
+                                    FormPosition::Done,
+                                ));
+                            }
+                            position = FormPosition::Before(multipart);
+                        }
+                    },
+                    FormPosition::InFile(mut multipart, mut field) => match field.next().await {
+                        Some(Ok(bytes)) => {
+                            return Some((Ok(bytes), FormPosition::InFile(multipart, field)))
+                        }
+                        Some(Err(error)) => {
+                            return Some((Err(form_error(&failure, &error)), FormPosition::Done))
+                        }
+                        None => {
+                            drop(field);
+                            while let Some(next) = multipart.next().await {
+                                let result = match next {
+                                    Ok(other) if is_file_part(&other) => Err(ApiError::unprocessable(
+                                        "multiple_files",
+                                        "the multipart/form-data form has more than one file part; send one file per request",
+                                    )),
+                                    Ok(mut other) => drain(&mut other)
+                                        .await
+                                        .map_err(|error| form_error(&failure, &error)),
+                                    Err(error) => Err(form_error(&failure, &error)),
+                                };
+                                if let Err(error) = result {
+                                    return Some((Err(error), FormPosition::Done));
+                                }
+                            }
+                            return None;
+                        }
+                    },
+                }
             }
         }
     })
+}
+
+/// Builds the error for a spreadsheet workbook sent in place of a CSV file.
+pub fn workbook_error() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "the file is a spreadsheet workbook (.xlsx or .xls), not CSV; save the sheet as CSV (UTF-8) and upload that file",
+    )
 }
 
 /// The start of a body read into memory, and whether it was the whole body.

@@ -399,7 +399,13 @@ pub async fn import_contacts(
     let scope = principal.write_scope()?;
     // Checked before the body is read, so a JSON upload is not parsed as CSV.
     let form = upload::require_csv_content_type(&request)?;
-    let mut body = upload::Body::new(&request, payload, form, state.limits.idle_timeout);
+    let mut body = upload::Body::new(
+        &request,
+        payload,
+        form,
+        state.limits.idle_timeout,
+        state.limits.max_bytes,
+    );
     let campaign_id = parse_uuid(&path, "campaign")?;
     let campaign = campaigns::find(&state.pool, &scope, campaign_id)
         .await?
@@ -444,12 +450,15 @@ pub async fn import_contacts(
         // Both rejections happen before the body is read. The job checks the
         // campaign's state again in its own transaction.
         require_editable(&campaign)?;
-        let permit = state.import_jobs.try_acquire(limits.max_jobs)?;
+        // A free job slot is checked for before the body is read, but taken
+        // only once it is, so slow uploads cannot hold every slot.
+        drop(state.import_jobs.try_acquire(limits.max_jobs)?);
         let spool = upload::spool(&mut body, start, limits.max_bytes).await?;
         let sha = spool.digest.sha256.clone();
         if let Some(stored) = key.stored(&state.pool).await? {
             return UploadKey::replay(&request, &stored, &fingerprint(&sha));
         }
+        let permit = state.import_jobs.try_acquire(limits.max_jobs)?;
         let import_id = Uuid::new_v4();
         // The key is stored before the job starts, so a concurrent upload
         // with the same key replays this response instead of starting another.
@@ -587,7 +596,7 @@ pub async fn import_contacts(
     .await?;
     // Stored with the import, so the key and the contacts commit together.
     let result = ImportResult::completed(import_id, campaign_id, &outcome, sha.clone());
-    let response = key
+    let stored = key
         .store(
             &mut *transaction,
             &request,
@@ -595,10 +604,18 @@ pub async fn import_contacts(
             StatusCode::CREATED,
             result,
         )
-        .await?
-        .ok_or_else(|| {
-            ApiError::internal(&"an Idempotency-Key was stored under the campaign's lock")
-        })?;
+        .await?;
+    let Some(response) = stored else {
+        // A job-sized upload with the same key, which does not wait for the
+        // campaign, stored its response first: this import is rolled back.
+        drop(transaction);
+        return match key.stored(&state.pool).await? {
+            Some(stored) => UploadKey::replay(&request, &stored, &fingerprint(&sha)),
+            None => Err(ApiError::internal(
+                &"a stored Idempotency-Key response vanished",
+            )),
+        };
+    };
     transaction.commit().await?;
     tracing::info!(
         %campaign_id, %import_id,
@@ -957,7 +974,13 @@ pub async fn attach_wash(
     let scope = principal.write_scope()?;
     // Checked before the body is read, so a JSON upload is not parsed as CSV.
     let form = upload::require_csv_content_type(&request)?;
-    let mut body = upload::Body::new(&request, payload, form, state.limits.idle_timeout);
+    let mut body = upload::Body::new(
+        &request,
+        payload,
+        form,
+        state.limits.idle_timeout,
+        state.limits.max_bytes,
+    );
     let campaign_id = parse_uuid(&path, "campaign")?;
     let campaign = campaigns::find(&state.pool, &scope, campaign_id)
         .await?
@@ -992,8 +1015,10 @@ pub async fn attach_wash(
     let key = UploadKey::new(&request, scope.partner_id)?;
     let fingerprint = |sha: &str| {
         format!(
-            "{sha}:{reference}:{:?}:{received_at}:{}",
+            "{sha}:{reference}:{:?}:{:?}:{}",
             query.account,
+            // As sent: the default, the time of the request, differs on a repeat.
+            query.received_at,
             declared.map_or("", DeclaredEncoding::as_str)
         )
     };

@@ -230,6 +230,19 @@ async fn malformed_multipart_is_bad_request() {
     app.finish().await;
 }
 
+/// Reads a response to its end; returns its status (0 when none came) and text.
+fn read_response(stream: &mut TcpStream) -> (u16, String) {
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
 /// Starts a client that sends a request head promising `length` bytes and
 /// then only `start`. It sends `rest` on a signal from the returned sender,
 /// then reads the response; the handle returns the status and text.
@@ -256,30 +269,63 @@ fn stalled_upload(
         if finish_signal.recv().is_ok() {
             let _ = stream.write_all(rest.as_bytes());
         }
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        let text = String::from_utf8_lossy(&response).into_owned();
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0);
-        (status, text)
+        read_response(&mut stream)
     });
     (finish, handle)
 }
 
-#[tokio::test]
-async fn stalled_upload_times_out() {
+/// Starts a server with `limits` and creates a campaign on it.
+async fn spawn_with_limits(limits: ImportLimits) -> (TestApp, String) {
     let app = TestApp::spawn_with(Options {
-        limits: ImportLimits {
-            idle_timeout: Duration::from_secs(1),
-            ..ImportLimits::default()
-        },
+        limits,
         ..Default::default()
     })
     .await;
     let campaign = app.create_campaign(json!({})).await;
+    (app, campaign)
+}
+
+/// Starts a server whose uploads may idle for `seconds`, with one campaign.
+async fn spawn_with_idle(seconds: u64) -> (TestApp, String) {
+    spawn_with_limits(ImportLimits {
+        idle_timeout: Duration::from_secs(seconds),
+        ..ImportLimits::default()
+    })
+    .await
+}
+
+/// Posts the campaign `action` (such as `pause`) while an upload to the
+/// campaign has sent only part of its body, then lets the upload finish.
+/// Returns the action's status, or `None` when it waited 30 seconds, and the
+/// upload's status and response text.
+async fn action_during_stalled_upload(
+    app: &TestApp,
+    campaign: &str,
+    action: &str,
+) -> (Option<u16>, u16, String) {
+    let start = "to_number\n0491 570 156\n";
+    let rest = "0491 570 157\n";
+    let length = start.len() + rest.len();
+    let (finish, upload) = stalled_upload(app, campaign, length, start, rest);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let response = app
+        .http
+        .post(app.url(&format!("/v1/campaigns/{campaign}/{action}")))
+        .bearer_auth(app.admin())
+        .json(&json!({}))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await;
+    let action_status = response.ok().map(|response| response.status().as_u16());
+    finish.send(()).expect("the client waits for the signal");
+    let (status, text) = upload.await.expect("the upload finishes");
+    (action_status, status, text)
+}
+
+#[tokio::test]
+async fn stalled_upload_times_out() {
+    let (app, campaign) = spawn_with_idle(1).await;
     let start = "to_number\n0491 570 156\n";
     let (finish, upload) = stalled_upload(&app, &campaign, 1000, start, "");
     // Without the signal the client never sends the rest.
@@ -304,15 +350,7 @@ async fn stalled_upload_times_out() {
 
 #[tokio::test]
 async fn stalled_upload_leaves_running_campaign_free() {
-    let app = TestApp::spawn_with(Options {
-        limits: ImportLimits {
-            idle_timeout: Duration::from_secs(120),
-            ..ImportLimits::default()
-        },
-        ..Default::default()
-    })
-    .await;
-    let campaign = app.create_campaign(json!({})).await;
+    let (app, campaign) = spawn_with_idle(120).await;
     let (status, reply, _) = post(
         &app,
         &campaign,
@@ -343,30 +381,12 @@ async fn stalled_upload_leaves_running_campaign_free() {
         .await;
     assert_eq!(status, 200, "launch: {body}");
 
-    let start = "to_number\n0491 570 156\n";
-    let rest = "0491 570 157\n";
-    let length = start.len() + rest.len();
-    let (finish, upload) = stalled_upload(&app, &campaign, length, start, rest);
-    tokio::time::sleep(Duration::from_millis(300)).await;
     // While the upload stalls, the campaign is not held: a pause goes
     // through. Before, the upload held the campaign's row lock until its
     // body ended, and the pause waited for it.
-    let pause = app
-        .http
-        .post(app.url(&format!("/v1/campaigns/{campaign}/pause")))
-        .bearer_auth(app.admin())
-        .json(&json!({}))
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await;
-    let pause_status = pause.map(|response| response.status().as_u16());
-    finish.send(()).expect("the client waits for the signal");
-    let (status, text) = upload.await.expect("the upload finishes");
-    assert_eq!(
-        pause_status.ok(),
-        Some(200),
-        "the pause did not wait for the stalled upload"
-    );
+    let (pause, status, text) = action_during_stalled_upload(&app, &campaign, "pause").await;
+
+    assert_eq!(pause, Some(200), "the pause did not wait for the upload");
     assert_eq!(status, 409, "{text}");
     assert!(text.contains("campaign_not_editable"), "{text}");
     assert_eq!(contact_count(&app, &campaign).await, 1, "nothing added");
@@ -375,41 +395,13 @@ async fn stalled_upload_leaves_running_campaign_free() {
 
 #[tokio::test]
 async fn stalled_upload_leaves_draft_campaign_free() {
-    let app = TestApp::spawn_with(Options {
-        limits: ImportLimits {
-            idle_timeout: Duration::from_secs(120),
-            ..ImportLimits::default()
-        },
-        ..Default::default()
-    })
-    .await;
-    let campaign = app.create_campaign(json!({})).await;
-
-    let start = "to_number\n0491 570 156\n";
-    let rest = "0491 570 157\n";
-    let length = start.len() + rest.len();
-    let (finish, upload) = stalled_upload(&app, &campaign, length, start, rest);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (app, campaign) = spawn_with_idle(120).await;
 
     // The file is received in full before the campaign is locked, so a
     // cancel does not wait for the slow client.
-    let cancel = app
-        .http
-        .post(app.url(&format!("/v1/campaigns/{campaign}/cancel")))
-        .bearer_auth(app.admin())
-        .json(&json!({}))
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await;
-    let cancel_status = cancel.map(|response| response.status().as_u16());
-    finish.send(()).expect("the client waits for the signal");
-    let (status, text) = upload.await.expect("the upload finishes");
+    let (cancel, status, text) = action_during_stalled_upload(&app, &campaign, "cancel").await;
 
-    assert_eq!(
-        cancel_status.ok(),
-        Some(200),
-        "the cancel did not wait for the slow upload"
-    );
+    assert_eq!(cancel, Some(200), "the cancel did not wait for the upload");
     assert_eq!(status, 409, "{text}");
     assert!(text.contains("campaign_not_editable"), "{text}");
     assert_eq!(contact_count(&app, &campaign).await, 0, "nothing imported");
@@ -475,15 +467,11 @@ async fn same_key_at_once_imports_once() {
 
 #[tokio::test]
 async fn same_key_at_once_starts_one_job() {
-    let app = TestApp::spawn_with(Options {
-        limits: ImportLimits {
-            async_bytes: 256,
-            ..ImportLimits::default()
-        },
-        ..Default::default()
+    let (app, campaign) = spawn_with_limits(ImportLimits {
+        async_bytes: 256,
+        ..ImportLimits::default()
     })
     .await;
-    let campaign = app.create_campaign(json!({})).await;
     same_key_at_once(&app, &campaign, &rows(400), 202).await;
     let mut state = String::new();
     for _ in 0..600 {
@@ -527,15 +515,7 @@ async fn raw_request(
                 break;
             }
         }
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        let text = String::from_utf8_lossy(&response).into_owned();
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0);
-        (status, text)
+        read_response(&mut stream)
     })
     .await
     .expect("the raw request finishes")
@@ -614,6 +594,7 @@ async fn boundary_split_across_packets_keeps_parts_apart() {
         "Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n",
         body.len()
     );
+
     let path = format!("/v1/campaigns/{campaign}/imports");
     let pieces = vec![
         (Duration::ZERO, body[..split].to_vec()),
@@ -633,15 +614,7 @@ async fn boundary_split_across_packets_keeps_parts_apart() {
 async fn slow_form_part_is_not_idle() {
     // The idle timeout used to count chunks of the file only, so a long text
     // part before it, sent steadily, timed out.
-    let app = TestApp::spawn_with(Options {
-        limits: ImportLimits {
-            idle_timeout: Duration::from_secs(1),
-            ..ImportLimits::default()
-        },
-        ..Default::default()
-    })
-    .await;
-    let campaign = app.create_campaign(json!({})).await;
+    let (app, campaign) = spawn_with_idle(1).await;
     let note = "n".repeat(4000);
     let body = form(&[
         ("note", None, None, &note),
@@ -666,15 +639,11 @@ async fn slow_form_part_is_not_idle() {
 async fn chunked_form_over_limit_is_too_large() {
     // The size limit used to count the file's bytes only, so other parts of
     // a form sent without Content-Length were unbounded.
-    let app = TestApp::spawn_with(Options {
-        limits: ImportLimits {
-            max_bytes: 2000,
-            ..ImportLimits::default()
-        },
-        ..Default::default()
+    let (app, campaign) = spawn_with_limits(ImportLimits {
+        max_bytes: 2000,
+        ..ImportLimits::default()
     })
     .await;
-    let campaign = app.create_campaign(json!({})).await;
     let note = "n".repeat(5000);
     let body = form(&[
         ("note", None, None, &note),
@@ -683,6 +652,7 @@ async fn chunked_form_over_limit_is_too_large() {
     let headers = format!(
         "Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nTransfer-Encoding: chunked\r\n"
     );
+
     let path = format!("/v1/campaigns/{campaign}/imports");
     let (status, text) = raw_request(
         &app,
@@ -732,17 +702,13 @@ async fn browser_empty_file_input_is_skipped() {
 async fn slow_job_upload_holds_no_job_slot() {
     // A job slot used to be taken before the body was read, so slow uploads
     // of large files could hold every slot and refuse all other jobs.
-    let app = TestApp::spawn_with(Options {
-        limits: ImportLimits {
-            async_bytes: 256,
-            max_jobs: 1,
-            idle_timeout: Duration::from_secs(120),
-            ..ImportLimits::default()
-        },
-        ..Default::default()
+    let (app, campaign) = spawn_with_limits(ImportLimits {
+        async_bytes: 256,
+        max_jobs: 1,
+        idle_timeout: Duration::from_secs(120),
+        ..ImportLimits::default()
     })
     .await;
-    let campaign = app.create_campaign(json!({})).await;
     let slow = rows(40);
     let (finish, upload) = stalled_upload(&app, &campaign, slow.len(), &slow[..100], &slow[100..]);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -773,6 +739,7 @@ async fn wash_key_repeat_without_received_at_replays() {
     let (status, reply, _) =
         post(&app, &campaign, "text/csv", FILE.as_bytes().to_vec(), None).await;
     assert_eq!(status, 201, "{reply}");
+
     let mut answers = Vec::new();
     for _ in 0..2 {
         let response = app
@@ -793,6 +760,7 @@ async fn wash_key_repeat_without_received_at_replays() {
         answers.push((status, replayed, body));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+
     assert_eq!((answers[0].0, answers[0].1), (201, false), "{answers:?}");
     assert_eq!((answers[1].0, answers[1].1), (201, true), "{answers:?}");
     assert_eq!(answers[0].2["wash_id"], answers[1].2["wash_id"]);
@@ -804,15 +772,11 @@ async fn inline_and_job_with_one_key_import_once() {
     // A job-sized upload stores its key without waiting for the campaign. An
     // upload imported while the request waited, with the same key, then
     // failed with a 500 when it found the key taken.
-    let app = TestApp::spawn_with(Options {
-        limits: ImportLimits {
-            async_bytes: 2000,
-            ..ImportLimits::default()
-        },
-        ..Default::default()
+    let (app, campaign) = spawn_with_limits(ImportLimits {
+        async_bytes: 2000,
+        ..ImportLimits::default()
     })
     .await;
-    let campaign = app.create_campaign(json!({})).await;
     let campaign_id = uuid::Uuid::parse_str(&campaign).expect("campaign id");
     let file = rows(20);
     assert!(file.len() < 2000, "the plain file is imported inline");

@@ -8,7 +8,7 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
 use crate::evidence::{ConsentType, Exemption, RegistryStatus, WASH_DAY_ZONE};
 use crate::hours::CallType;
-use crate::phone::{is_invisible, normalise, NormalisedNumber, NumberPolicy};
+use crate::phone::{is_invisible, is_separator, normalise, NormalisedNumber, NumberPolicy};
 use crate::zone::{parse_recipient_timezone, ExplicitZone};
 
 pub const MAX_CONTACT_REF_CHARS: usize = 128;
@@ -610,38 +610,27 @@ pub fn is_phone_number(value: &str) -> bool {
 
 /// Returns whether free text contains a phone number written out in full,
 /// alone or among other words, as in `Mob: 0491 570 157`. Each run of digits
-/// and number punctuation is tried in parts split at spaces, so digits before
-/// the number (`REF 12 0491 570 157`) do not hide it.
+/// and the separators the number parser accepts is tried in parts split at
+/// spaces, so digits before the number (`REF 12 0491 570 157`) do not hide
+/// it. A date such as `02/03/2026` ends a run, so that a date and an hour
+/// (`02/03/2026 08:15`) are not read as a landline.
 pub fn contains_phone_number(value: &str) -> bool {
     if is_phone_number(value) {
         return true;
     }
     let mut run = String::new();
-    // Invisible characters are dropped, as the number parser drops them.
-    let visible = value.chars().filter(|&c| !is_invisible(c));
     // A letter at the end closes the last run.
-    for c in visible.chain(std::iter::once('x')) {
-        if c.is_numeric() || is_number_punctuation(c) {
+    for c in value.chars().chain(std::iter::once('x')) {
+        if c.is_numeric() || c == '+' || is_separator(c) {
             run.push(c);
-        } else if c.is_whitespace() || c == '/' {
-            run.push(' ');
-        } else {
-            if run_contains_phone_number(&run) {
-                return true;
-            }
-            run.clear();
+            continue;
         }
+        if run_contains_phone_number(&run) {
+            return true;
+        }
+        run.clear();
     }
     false
-}
-
-/// Returns whether a character is punctuation that numbers are written with:
-/// `+`, brackets, dots and dashes of any width.
-fn is_number_punctuation(c: char) -> bool {
-    matches!(
-        c,
-        '+' | '(' | ')' | '.' | '-' | '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{ff0d}'
-    )
 }
 
 /// The maximum number of space-separated parts a number is tried in, enough
@@ -652,14 +641,70 @@ fn run_contains_phone_number(run: &str) -> bool {
     if run.chars().filter(|c| c.is_numeric()).count() < 8 {
         return false;
     }
-    let parts: Vec<&str> = run.split(' ').filter(|part| !part.is_empty()).collect();
-    (0..parts.len()).any(|first| {
-        (first + 1..=parts.len().min(first + MAX_NUMBER_PARTS)).any(|end| {
-            let candidate = parts[first..end].join(" ");
-            let digits = candidate.chars().filter(|c| c.is_numeric()).count();
-            (8..=16).contains(&digits) && is_phone_number(&candidate)
+    // Parts without a digit, such as a lone dash, are left out. A date splits
+    // the run into segments, and a number is not read across them.
+    let mut segments: Vec<Vec<(&str, usize)>> = vec![Vec::new()];
+    for part in run.split(char::is_whitespace) {
+        let digits = part.chars().filter(|c| c.is_numeric()).count();
+        if is_date(part) {
+            segments.push(Vec::new());
+        } else if digits > 0 {
+            if let Some(segment) = segments.last_mut() {
+                segment.push((part, digits));
+            }
+        }
+    }
+    segments.iter().any(|parts| {
+        (0..parts.len()).any(|first| {
+            if !may_start_number(parts[first].0) {
+                return false;
+            }
+            let mut digits = 0;
+            for end in first + 1..=parts.len().min(first + MAX_NUMBER_PARTS) {
+                digits += parts[end - 1].1;
+                if digits > 16 {
+                    return false;
+                }
+                if digits >= 8 {
+                    let candidate: Vec<&str> =
+                        parts[first..end].iter().map(|(part, _)| *part).collect();
+                    if is_phone_number(&candidate.join(" ")) {
+                        return true;
+                    }
+                }
+            }
+            false
         })
     })
+}
+
+/// Returns whether a part may begin a written-out number: with `+`, or with
+/// a first digit of 0 (trunk prefix, `0011`) or 6 (country code 61).
+fn may_start_number(part: &str) -> bool {
+    part.starts_with('+')
+        || part
+            .chars()
+            .find(|c| c.is_numeric())
+            .is_some_and(|c| matches!(c, '0' | '6' | '\u{ff10}' | '\u{ff16}'))
+}
+
+/// Returns whether a word is a date written with `/`, `.` or `-`: day, month
+/// and a year of two or four digits (`02/03/2026`), or an ISO date
+/// (`2026-03-02`).
+fn is_date(word: &str) -> bool {
+    let Some(separator) = word.chars().find(|c| matches!(c, '/' | '.' | '-')) else {
+        return false;
+    };
+    let groups: Vec<&str> = word.split(separator).collect();
+    if groups.len() != 3
+        || !groups
+            .iter()
+            .all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return false;
+    }
+    let lengths = [groups[0].len(), groups[1].len(), groups[2].len()];
+    matches!(lengths, [1 | 2, 1 | 2, 2 | 4] | [4, 1 | 2, 1 | 2])
 }
 
 /// Returns whether a value could be read as a phone number in any accepted form. Values
@@ -1011,6 +1056,13 @@ mod tests {
             "Mob 0491\u{ff0d}570\u{ff0d}157",
             "Mob 0 4 9 1 5 7 0 1 5 7",
             "Mob 04 9 1 5 7 0 1 5 7",
+            "Mob 0491\u{ff0e}570\u{ff0e}157",
+            "Mob \u{ff08}0491\u{ff09}570157",
+            "Mob 0491\u{fe63}570\u{fe63}157",
+            "Mob 0491\u{fe58}570\u{fe58}157",
+            "Mob \u{ff10}\u{ff14}\u{ff19}\u{ff11} 570 157",
+            "Mob 0 - 4 - 9 - 1 - 5 - 7 - 0 - 1 - 5 - 7",
+            "ph (02) 5550-1234",
         ] {
             let issues = validate_record(&map, &["0491 570 006", reference], context())
                 .expect_err("phone number inside contact_ref");
@@ -1026,6 +1078,13 @@ mod tests {
             "ACC 20261201 0491",
             "due 20/11/2026",
             "ABN 51 824 753 556",
+            "Web form signed 02/03/2026 08:15 AEST",
+            "Consent given 04/09/2026 11am at store",
+            "DNCR wash 02/12/2026 12:00",
+            "Created 08/11/2026 09:12",
+            "01/03/2026 - 07/03/2026",
+            "wash 02.12.2026 12:00",
+            "from 02-12-2026 12:00",
         ] {
             assert!(
                 validate_record(&map, &["0491 570 006", reference], context()).is_ok(),

@@ -280,7 +280,7 @@ fn is_scientific_notation(text: &str) -> bool {
 }
 
 /// Separators that people and spreadsheets put between digit groups.
-fn is_separator(c: char) -> bool {
+pub fn is_separator(c: char) -> bool {
     matches!(
         c,
         ' ' | '.'

@@ -146,6 +146,18 @@ impl From<sqlx::Error> for ApiError {
                 "a text value contains the NUL character (U+0000), which cannot be stored; remove it and send the request again",
             );
         }
+        if matches!(error, sqlx::Error::PoolTimedOut) {
+            // Every database connection is busy: the server is overloaded,
+            // and the same request may succeed a moment later.
+            tracing::warn!("request refused: no database connection became free in time");
+            let mut busy = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_busy",
+                "the server is too busy to take this request now; nothing was changed, so send it again in a few seconds",
+            );
+            busy.retry_after = Some(5);
+            return busy;
+        }
         ApiError::internal(&error)
     }
 }
@@ -193,7 +205,15 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 #[cfg(test)]
 mod tests {
-    use super::redact_digits;
+    use super::{redact_digits, ApiError, StatusCode};
+
+    #[test]
+    fn pool_timeout_is_server_busy() {
+        let error = ApiError::from(sqlx::Error::PoolTimedOut);
+        assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.code, "server_busy");
+        assert_eq!(error.retry_after, Some(5));
+    }
 
     #[test]
     fn redact_hides_numbers_in_any_form() {

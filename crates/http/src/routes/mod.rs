@@ -196,8 +196,13 @@ where
             Ok(HttpResponse::build(status).json(body))
         }
         Err(error) => {
-            if let Err(release) = keys::release_key(&state.pool, partner_id, &scoped_key).await {
-                tracing::warn!(error = %release, "an Idempotency-Key of a failed request could not be released");
+            if keys::release_key(&state.pool, partner_id, &scoped_key)
+                .await
+                .is_err()
+            {
+                // Most likely every connection is busy: try again shortly,
+                // so the key is not stuck until its claim is abandoned.
+                release_later(state.pool.clone(), partner_id, scoped_key);
             }
             Err(error)
         }
@@ -214,17 +219,23 @@ struct ClaimGuard {
 
 impl Drop for ClaimGuard {
     fn drop(&mut self) {
-        let Some(key) = self.key.take() else {
-            return;
-        };
-        let pool = self.pool.clone();
-        let partner_id = self.partner_id;
-        actix_web::rt::spawn(async move {
-            if let Err(error) =
-                outbound_persistence::imports::release_key(&pool, partner_id, &key).await
-            {
-                tracing::warn!(%error, "an Idempotency-Key of a dropped request could not be released");
-            }
-        });
+        if let Some(key) = self.key.take() {
+            release_later(self.pool.clone(), self.partner_id, key);
+        }
     }
+}
+
+/// Attempts to release a claimed key for about a minute, in the background.
+fn release_later(pool: sqlx::PgPool, partner_id: Uuid, key: String) {
+    actix_web::rt::spawn(async move {
+        for _ in 0..30 {
+            match outbound_persistence::imports::release_key(&pool, partner_id, &key).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(%partner_id, %error, "an Idempotency-Key could not be released yet");
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+    });
 }

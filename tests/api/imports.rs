@@ -2175,6 +2175,9 @@ async fn phone_number_inside_free_text_rejected() {
     }
     let (reply, _) = import_free_text("contact_ref", "INV-2026-000123").await;
     assert_counts(&reply, 1, 0);
+    // A date and an hour are not a landline.
+    let (reply, _) = import_free_text("contact_ref", "Created 08/11/2026 09:12").await;
+    assert_counts(&reply, 1, 0);
 }
 
 // ---------------------------------------------------------------------------

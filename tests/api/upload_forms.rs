@@ -74,6 +74,11 @@ async fn post(
     )
 }
 
+/// Starts a server with the default limits and creates a campaign on it.
+async fn spawn_with_campaign() -> (TestApp, String) {
+    spawn_with_limits(ImportLimits::default()).await
+}
+
 async fn post_form(app: &TestApp, campaign: &str, body: Vec<u8>) -> (u16, Value, bool) {
     let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
     post(app, campaign, &content_type, body, None).await
@@ -92,8 +97,7 @@ async fn contact_count(app: &TestApp, campaign: &str) -> usize {
 
 #[tokio::test]
 async fn multipart_file_part_imports() {
-    let app = TestApp::spawn().await;
-    let campaign = app.create_campaign(json!({})).await;
+    let (app, campaign) = spawn_with_campaign().await;
     let body = form(&[
         ("note", None, None, "uploaded from the portal"),
         ("file", Some("contacts.csv"), Some("text/csv"), FILE),
@@ -117,8 +121,7 @@ async fn multipart_file_part_imports() {
 
 #[tokio::test]
 async fn multipart_wash_file_attaches() {
-    let app = TestApp::spawn().await;
-    let campaign = app.create_campaign(json!({})).await;
+    let (app, campaign) = spawn_with_campaign().await;
     let (status, reply, _) = post_form(
         &app,
         &campaign,
@@ -158,8 +161,7 @@ async fn multipart_wash_file_attaches() {
 
 #[tokio::test]
 async fn multipart_without_file_is_missing_file() {
-    let app = TestApp::spawn().await;
-    let campaign = app.create_campaign(json!({})).await;
+    let (app, campaign) = spawn_with_campaign().await;
     let body = form(&[("note", None, None, "no file here")]);
     let (status, reply, _) = post_form(&app, &campaign, body).await;
     assert_eq!(status, 422, "{reply}");
@@ -170,8 +172,7 @@ async fn multipart_without_file_is_missing_file() {
 
 #[tokio::test]
 async fn multipart_with_two_files_imports_nothing() {
-    let app = TestApp::spawn().await;
-    let campaign = app.create_campaign(json!({})).await;
+    let (app, campaign) = spawn_with_campaign().await;
     let body = form(&[
         ("file", Some("a.csv"), Some("text/csv"), FILE),
         (
@@ -190,8 +191,7 @@ async fn multipart_with_two_files_imports_nothing() {
 
 #[tokio::test]
 async fn multipart_workbook_is_unsupported_media_type() {
-    let app = TestApp::spawn().await;
-    let campaign = app.create_campaign(json!({})).await;
+    let (app, campaign) = spawn_with_campaign().await;
     let body = form(&[(
         "file",
         Some("contacts.xlsx"),
@@ -213,8 +213,7 @@ async fn multipart_workbook_is_unsupported_media_type() {
 
 #[tokio::test]
 async fn malformed_multipart_is_bad_request() {
-    let app = TestApp::spawn().await;
-    let campaign = app.create_campaign(json!({})).await;
+    let (app, campaign) = spawn_with_campaign().await;
     let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
     let (status, reply, _) = post(
         &app,
@@ -228,6 +227,27 @@ async fn malformed_multipart_is_bad_request() {
     assert_eq!(reply["code"], "invalid_multipart", "{reply}");
     assert_eq!(contact_count(&app, &campaign).await, 0);
     app.finish().await;
+}
+
+/// Builds the head of an authenticated POST to `path` with extra `headers`
+/// (each ending in CRLF); returns the server's address and the head.
+fn raw_head(app: &TestApp, path: &str, headers: &str) -> (String, String) {
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n{headers}Connection: close\r\n\r\n",
+        app.admin()
+    );
+    (address, head)
+}
+
+/// Connects to `address` and sends `head`, on a blocking thread.
+fn send_head(address: &str, head: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    stream.write_all(head.as_bytes()).expect("head");
+    stream
 }
 
 /// Reads a response to its end; returns its status (0 when none came) and text.
@@ -253,19 +273,14 @@ fn stalled_upload(
     start: &str,
     rest: &str,
 ) -> (mpsc::Sender<()>, tokio::task::JoinHandle<(u16, String)>) {
-    let address = app.base.trim_start_matches("http://").to_owned();
-    let head = format!(
-        "POST /v1/campaigns/{campaign}/imports HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: text/csv\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{start}",
-        app.admin()
-    );
+    let path = format!("/v1/campaigns/{campaign}/imports");
+    let headers = format!("Content-Type: text/csv\r\nContent-Length: {length}\r\n");
+    let (address, mut head) = raw_head(app, &path, &headers);
+    head.push_str(start);
     let rest = rest.to_owned();
     let (finish, finish_signal) = mpsc::channel::<()>();
     let handle = tokio::task::spawn_blocking(move || {
-        let mut stream = TcpStream::connect(&address).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .expect("timeout");
-        stream.write_all(head.as_bytes()).expect("head");
+        let mut stream = send_head(&address, &head);
         if finish_signal.recv().is_ok() {
             let _ = stream.write_all(rest.as_bytes());
         }
@@ -458,8 +473,7 @@ async fn same_key_at_once(app: &TestApp, campaign: &str, file: &str, status: u16
 
 #[tokio::test]
 async fn same_key_at_once_imports_once() {
-    let app = TestApp::spawn().await;
-    let campaign = app.create_campaign(json!({})).await;
+    let (app, campaign) = spawn_with_campaign().await;
     same_key_at_once(&app, &campaign, &rows(400), 201).await;
     assert_eq!(contact_count(&app, &campaign).await, 400);
     app.finish().await;
@@ -497,17 +511,9 @@ async fn raw_request(
     headers: &str,
     pieces: Vec<(Duration, Vec<u8>)>,
 ) -> (u16, String) {
-    let address = app.base.trim_start_matches("http://").to_owned();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n{headers}Connection: close\r\n\r\n",
-        app.admin()
-    );
+    let (address, head) = raw_head(app, path, headers);
     tokio::task::spawn_blocking(move || {
-        let mut stream = TcpStream::connect(&address).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .expect("timeout");
-        stream.write_all(head.as_bytes()).expect("head");
+        let mut stream = send_head(&address, &head);
         for (pause, piece) in pieces {
             std::thread::sleep(pause);
             // The server may respond and close before the whole body is sent.
@@ -533,8 +539,7 @@ fn chunked(body: &[u8]) -> Vec<u8> {
 async fn chunked_multipart_imports() {
     // A form sent without Content-Length is read to its end before the
     // import, then read again; that second read used to panic the worker.
-    let app = TestApp::spawn().await;
-    let campaign = app.create_campaign(json!({})).await;
+    let (app, campaign) = spawn_with_campaign().await;
     let body = form(&[("file", Some("contacts.csv"), Some("text/csv"), FILE)]);
     let headers = format!(
         "Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nTransfer-Encoding: chunked\r\n"
@@ -555,8 +560,7 @@ async fn chunked_multipart_imports() {
 #[tokio::test]
 async fn short_boundary_form_is_bad_request() {
     // Older versions of the form parser panicked on this body.
-    let app = TestApp::spawn().await;
-    let campaign = app.create_campaign(json!({})).await;
+    let (app, campaign) = spawn_with_campaign().await;
     let body = format!(
         "--\n--ab\r\nContent-Disposition: form-data; name=\"file\"; filename=\"c.csv\"\r\n\r\n{FILE}\r\n--ab--\r\n"
     );
@@ -579,8 +583,7 @@ async fn short_boundary_form_is_bad_request() {
 async fn boundary_split_across_packets_keeps_parts_apart() {
     // The form parser used to read a boundary split across two reads as
     // file content, so the next part's number became a contact.
-    let app = TestApp::spawn().await;
-    let campaign = app.create_campaign(json!({})).await;
+    let (app, campaign) = spawn_with_campaign().await;
     let body = form(&[
         ("file", Some("contacts.csv"), Some("text/csv"), FILE),
         ("callback_number", None, None, "0491 571 021"),
@@ -669,8 +672,7 @@ async fn chunked_form_over_limit_is_too_large() {
 
 #[tokio::test]
 async fn workbook_sent_raw_is_unsupported_media_type() {
-    let app = TestApp::spawn().await;
-    let campaign = app.create_campaign(json!({})).await;
+    let (app, campaign) = spawn_with_campaign().await;
     let mut workbook = b"PK\x03\x04\x14\x00\x06\x00".to_vec();
     workbook.extend_from_slice(&[0; 64]);
     for content_type in ["application/octet-stream", "text/csv"] {
@@ -686,8 +688,7 @@ async fn workbook_sent_raw_is_unsupported_media_type() {
 
 #[tokio::test]
 async fn browser_empty_file_input_is_skipped() {
-    let app = TestApp::spawn().await;
-    let campaign = app.create_campaign(json!({})).await;
+    let (app, campaign) = spawn_with_campaign().await;
     let body = form(&[
         ("attachment", Some(""), Some("application/octet-stream"), ""),
         ("FILE", None, None, FILE),
@@ -734,8 +735,7 @@ async fn slow_job_upload_holds_no_job_slot() {
 async fn wash_key_repeat_without_received_at_replays() {
     // The default received_at, the time of the request, used to make every
     // repeat a different request.
-    let app = TestApp::spawn().await;
-    let campaign = app.create_campaign(json!({})).await;
+    let (app, campaign) = spawn_with_campaign().await;
     let (status, reply, _) =
         post(&app, &campaign, "text/csv", FILE.as_bytes().to_vec(), None).await;
     assert_eq!(status, 201, "{reply}");

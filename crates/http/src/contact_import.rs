@@ -418,7 +418,7 @@ impl Processor {
                     return Err(ApiError::unprocessable(
                         "unknown_column",
                         format!(
-                            "line {}: column {} has no name in the header but holds a value; name it as a contact column or personalisation key, delete it, or import with the query parameter ?drop_unknown_columns=true to drop it",
+                            "line {}: column {} has no name in the header but contains a value; name it as a contact column or personalisation key, delete it, or import with the query parameter ?drop_unknown_columns=true to drop it",
                             record.line,
                             position + 1
                         ),
@@ -771,11 +771,11 @@ fn kept_values<'a>(values: &[Option<&'a str>; 13], errors: &[RowIssue]) -> [Opti
     }
     let mut kept = *values;
     for (value, name) in kept.iter_mut().zip(REJECTED_ROW_COLUMNS) {
-        let refused = errors.iter().any(|error| {
+        let withheld = errors.iter().any(|error| {
             error.column == name
                 && (error.code == "value_too_long" || error.code == "value_is_phone_number")
         });
-        if refused || value.is_some_and(may_be_phone_number) {
+        if withheld || value.is_some_and(may_be_phone_number) {
             *value = None;
         }
     }

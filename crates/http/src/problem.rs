@@ -149,7 +149,7 @@ impl From<sqlx::Error> for ApiError {
         if matches!(error, sqlx::Error::PoolTimedOut) {
             // Every database connection is busy: the server is overloaded,
             // and the same request may succeed a moment later.
-            tracing::warn!("request refused: no database connection became free in time");
+            tracing::warn!("request rejected: no database connection became free in time");
             let mut busy = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_busy",

@@ -78,7 +78,7 @@ fn media_type(request: &HttpRequest) -> Option<String> {
 /// `415 unsupported_media_type` when Content-Type is missing or names another
 /// type, such as `application/x-www-form-urlencoded` from `curl
 /// --data-binary` without `-H`, or an Excel workbook.
-pub fn require_csv_content_type(request: &HttpRequest) -> ApiResult<UploadForm> {
+pub fn require_upload_content_type(request: &HttpRequest) -> ApiResult<UploadForm> {
     let media_type = media_type(request);
     match media_type.as_deref() {
         Some("multipart/form-data") => return Ok(UploadForm::Multipart),
@@ -250,6 +250,9 @@ fn form_error(failure: &Cell<Option<RawFailure>>, error: &dyn std::fmt::Display)
     if failure.get().is_some() {
         return raw_error(failure, error);
     }
+    // The parser's message may repeat a part header, such as a file name
+    // made of a phone number, so digit runs are hidden.
+    let error = crate::problem::redact_digits(&error.to_string());
     tracing::warn!(%error, "reading a multipart/form-data upload failed");
     ApiError::bad_request(
         "invalid_multipart",
@@ -427,13 +430,11 @@ pub struct BodyDigest {
 /// receiver closes, so the client can always send its whole request.
 ///
 /// # Errors
-/// `413 file_too_large` above `max_bytes` (also sent to the receiver) and
-/// `400 invalid_request` when the body cannot be read.
+/// The errors of [`Body::next`], which are also sent to the receiver.
 pub async fn feed(
     payload: &mut Body,
     start: Bytes,
     sender: mpsc::Sender<Result<Bytes, ApiError>>,
-    max_bytes: usize,
 ) -> ApiResult<BodyDigest> {
     let mut hasher = Sha256::new();
     let mut total = 0u64;
@@ -456,13 +457,6 @@ pub async fn feed(
             }
         };
         total += bytes.len() as u64;
-        if total > max_bytes as u64 {
-            let error = file_too_large(max_bytes);
-            if receiver_open {
-                let _ = sender.send(Err(error.clone())).await;
-            }
-            return Err(error);
-        }
         hasher.update(&bytes);
         if receiver_open && sender.send(Ok(bytes)).await.is_err() {
             receiver_open = false;
@@ -478,10 +472,10 @@ pub async fn feed(
 ///
 /// # Errors
 /// As [`feed`].
-pub async fn digest(payload: &mut Body, start: Bytes, max_bytes: usize) -> ApiResult<BodyDigest> {
+pub async fn digest(payload: &mut Body, start: Bytes) -> ApiResult<BodyDigest> {
     let (sender, receiver) = mpsc::channel(1);
     drop(receiver);
-    feed(payload, start, sender, max_bytes).await
+    feed(payload, start, sender).await
 }
 
 /// Creates a channel of body chunks and the [`ByteSource`] that reads it.
@@ -585,12 +579,12 @@ fn write_spool(
 /// Reads a whole body into a spool file, hashing it on the way.
 ///
 /// # Errors
-/// `413 file_too_large` above `max_bytes`, `400 invalid_request` when the
-/// body cannot be read, and `500` when the temporary file cannot be written.
-pub async fn spool(payload: &mut Body, start: Bytes, max_bytes: usize) -> ApiResult<Spool> {
+/// The errors of [`Body::next`], and `500` when the temporary file cannot be
+/// written.
+pub async fn spool(payload: &mut Body, start: Bytes) -> ApiResult<Spool> {
     let (sender, source) = channel();
     let writer = tokio::task::spawn_blocking(move || write_spool(source));
-    let fed = feed(payload, start, sender, max_bytes).await;
+    let fed = feed(payload, start, sender).await;
     let written = writer
         .await
         .map_err(|error| ApiError::internal(&format!("the spool writer stopped: {error}")))?;

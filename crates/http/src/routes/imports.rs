@@ -325,6 +325,22 @@ impl UploadKey {
         Ok(Some(HttpResponse::build(status).json(body)))
     }
 
+    /// Replays the response that a concurrent request with the same key
+    /// stored, after [`UploadKey::store`] found the key taken.
+    async fn replay_concurrent(
+        &self,
+        pool: &PgPool,
+        request: &HttpRequest,
+        fingerprint: &str,
+    ) -> ApiResult<HttpResponse> {
+        match self.stored(pool).await? {
+            Some(stored) => Self::replay(request, &stored, fingerprint),
+            None => Err(ApiError::internal(
+                &"a stored Idempotency-Key response vanished",
+            )),
+        }
+    }
+
     /// Removes the key's stored response after the work it promised failed
     /// to start.
     async fn forget(&self, pool: &PgPool) {
@@ -338,8 +354,8 @@ impl UploadKey {
 
 /// Reads the rest of a body and drops it, so an early error response does
 /// not cut off a client that is still sending.
-async fn discard_body(body: &mut upload::Body, start: Bytes, max_bytes: usize) {
-    let _ = upload::digest(body, start, max_bytes).await;
+async fn discard_body(body: &mut upload::Body, start: Bytes) {
+    let _ = upload::digest(body, start).await;
 }
 
 /// Import contacts from a CSV file sent as the raw request body
@@ -383,7 +399,7 @@ async fn discard_body(body: &mut upload::Body, start: Bytes, max_bytes: usize) {
         (status = 408, description = "The client sent nothing for the upload idle timeout, 30 seconds unless configured otherwise (`upload_timeout`); nothing imported", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type is missing or neither a CSV type nor multipart/form-data, or the form's file is a spreadsheet workbook (`unsupported_media_type`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "File-level failure; nothing imported", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "A file large enough for a job arrived while the server runs its maximum number of import jobs (`too_many_import_jobs`). It is rejected before the body is read, with Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "A file large enough for a job arrived while the server runs its maximum number of import jobs (`too_many_import_jobs`), with Retry-After. It is rejected before the body is read when the jobs are busy as it arrives, or once it is received when they filled up meanwhile", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -398,7 +414,7 @@ pub async fn import_contacts(
 ) -> ApiResult<HttpResponse> {
     let scope = principal.write_scope()?;
     // Checked before the body is read, so a JSON upload is not parsed as CSV.
-    let form = upload::require_csv_content_type(&request)?;
+    let form = upload::require_upload_content_type(&request)?;
     let mut body = upload::Body::new(
         &request,
         payload,
@@ -430,10 +446,10 @@ pub async fn import_contacts(
 
     // Without Content-Length, the start of the body shows whether it is
     // small enough to import while the request waits.
+    let inline_limit = limits.async_bytes.min(limits.max_bytes);
     let (start, as_job) = match length {
         Some(length) => (Bytes::new(), length > limits.async_bytes as u64),
         None => {
-            let inline_limit = limits.async_bytes.min(limits.max_bytes);
             let start = upload::read_start(&mut body, inline_limit).await?;
             if !start.complete && limits.async_bytes >= limits.max_bytes {
                 return Err(upload::file_too_large(limits.max_bytes));
@@ -444,7 +460,7 @@ pub async fn import_contacts(
 
     if as_job {
         if let Some(stored) = key.stored(&state.pool).await? {
-            let digest = upload::digest(&mut body, start, limits.max_bytes).await?;
+            let digest = upload::digest(&mut body, start).await?;
             return UploadKey::replay(&request, &stored, &fingerprint(&digest.sha256));
         }
         // Both rejections happen before the body is read. The job checks the
@@ -453,7 +469,7 @@ pub async fn import_contacts(
         // A free job slot is checked for before the body is read, but taken
         // only once it is, so slow uploads cannot hold every slot.
         drop(state.import_jobs.try_acquire(limits.max_jobs)?);
-        let spool = upload::spool(&mut body, start, limits.max_bytes).await?;
+        let spool = upload::spool(&mut body, start).await?;
         let sha = spool.digest.sha256.clone();
         if let Some(stored) = key.stored(&state.pool).await? {
             return UploadKey::replay(&request, &stored, &fingerprint(&sha));
@@ -473,12 +489,9 @@ pub async fn import_contacts(
             )
             .await?
         else {
-            return match key.stored(&state.pool).await? {
-                Some(stored) => UploadKey::replay(&request, &stored, &fingerprint(&sha)),
-                None => Err(ApiError::internal(
-                    &"a stored Idempotency-Key response vanished",
-                )),
-            };
+            return key
+                .replay_concurrent(&state.pool, &request, &fingerprint(&sha))
+                .await;
         };
         let job = JobRequest {
             import_id,
@@ -498,20 +511,19 @@ pub async fn import_contacts(
     }
 
     if let Some(stored) = key.stored(&state.pool).await? {
-        let digest = upload::digest(&mut body, start, limits.max_bytes).await?;
+        let digest = upload::digest(&mut body, start).await?;
         return UploadKey::replay(&request, &stored, &fingerprint(&digest.sha256));
     }
     // Refused before the campaign's lock is taken, because a running
     // campaign's lock is wanted by the dispatcher.
     if let Err(error) = require_editable(&campaign) {
-        discard_body(&mut body, start, limits.max_bytes).await;
+        discard_body(&mut body, start).await;
         return Err(error);
     }
     // The whole file is received before the campaign is locked, so a slow or
     // stalled client never holds the campaign. A file imported while the
     // request waits is at most the job threshold, so this memory is bounded.
     let start = if length.is_some() {
-        let inline_limit = limits.async_bytes.min(limits.max_bytes);
         let read = upload::read_start(&mut body, inline_limit).await?;
         if !read.complete {
             return Err(upload::file_too_large(inline_limit));
@@ -528,12 +540,12 @@ pub async fn import_contacts(
     // for the campaign.
     if let Some(stored) = key.stored(&mut *transaction).await? {
         drop(transaction);
-        let digest = upload::digest(&mut body, start, limits.max_bytes).await?;
+        let digest = upload::digest(&mut body, start).await?;
         return UploadKey::replay(&request, &stored, &fingerprint(&digest.sha256));
     }
     if let Err(error) = require_editable(&campaign) {
         drop(transaction);
-        discard_body(&mut body, start, limits.max_bytes).await;
+        discard_body(&mut body, start).await;
         return Err(error);
     }
     let import_id = Uuid::new_v4();
@@ -553,7 +565,7 @@ pub async fn import_contacts(
     let plan = ImportPlan::new(&campaign, import_id, options);
     let (sender, source) = upload::channel();
     let (fed, outcome) = futures_util::join!(
-        upload::feed(&mut body, start, sender, limits.max_bytes),
+        upload::feed(&mut body, start, sender),
         contact_import::run(
             &mut transaction,
             source,
@@ -609,12 +621,9 @@ pub async fn import_contacts(
         // A job-sized upload with the same key, which does not wait for the
         // campaign, stored its response first: this import is rolled back.
         drop(transaction);
-        return match key.stored(&state.pool).await? {
-            Some(stored) => UploadKey::replay(&request, &stored, &fingerprint(&sha)),
-            None => Err(ApiError::internal(
-                &"a stored Idempotency-Key response vanished",
-            )),
-        };
+        return key
+            .replay_concurrent(&state.pool, &request, &fingerprint(&sha))
+            .await;
     };
     transaction.commit().await?;
     tracing::info!(
@@ -680,7 +689,6 @@ pub struct RowIssueSeverityView {
     pub issue: RowIssueView,
 }
 
-/// Page through every row error and warning of an import.
 /// Reads an import, first marking it `failed` with `import_interrupted` when
 /// it is `processing` but no server is running it any more.
 async fn current_import(
@@ -704,6 +712,7 @@ async fn current_import(
         .ok_or_else(|| ApiError::not_found("import"))
 }
 
+/// Page through every row error and warning of an import.
 #[utoipa::path(
     tag = "imports",
     params(
@@ -973,7 +982,7 @@ pub async fn attach_wash(
 ) -> ApiResult<HttpResponse> {
     let scope = principal.write_scope()?;
     // Checked before the body is read, so a JSON upload is not parsed as CSV.
-    let form = upload::require_csv_content_type(&request)?;
+    let form = upload::require_upload_content_type(&request)?;
     let mut body = upload::Body::new(
         &request,
         payload,
@@ -1010,8 +1019,7 @@ pub async fn attach_wash(
         ));
     }
     let declared = declared_encoding(&request, query.encoding.as_deref())?;
-    let max_bytes = state.limits.max_bytes;
-    upload::declared_length(&request, max_bytes)?;
+    upload::declared_length(&request, state.limits.max_bytes)?;
     let key = UploadKey::new(&request, scope.partner_id)?;
     let fingerprint = |sha: &str| {
         format!(
@@ -1024,17 +1032,17 @@ pub async fn attach_wash(
     };
 
     if let Some(stored) = key.stored(&state.pool).await? {
-        let digest = upload::digest(&mut body, Bytes::new(), max_bytes).await?;
+        let digest = upload::digest(&mut body, Bytes::new()).await?;
         return UploadKey::replay(&request, &stored, &fingerprint(&digest.sha256));
     }
     // As for contact files: refused before the campaign's lock is taken, and
     // the whole file is received (into an encrypted temporary file) before
     // the campaign is locked.
     if let Err(error) = require_editable(&campaign) {
-        discard_body(&mut body, Bytes::new(), max_bytes).await;
+        discard_body(&mut body, Bytes::new()).await;
         return Err(error);
     }
-    let spool = upload::spool(&mut body, Bytes::new(), max_bytes).await?;
+    let spool = upload::spool(&mut body, Bytes::new()).await?;
     let sha = spool.digest.sha256.clone();
     let mut transaction = state.pool.begin().await?;
     let campaign = campaigns::find_for_update(&mut transaction, &scope, campaign_id)
@@ -1113,7 +1121,7 @@ pub async fn attach_wash(
         rows_conflicting: outcome.rows_conflicting,
         errors: outcome.errors.iter().map(RowIssueView::from).collect(),
     };
-    let response = key
+    let stored = key
         .store(
             &mut *transaction,
             &request,
@@ -1121,10 +1129,13 @@ pub async fn attach_wash(
             StatusCode::CREATED,
             view,
         )
-        .await?
-        .ok_or_else(|| {
-            ApiError::internal(&"an Idempotency-Key was stored under the campaign's lock")
-        })?;
+        .await?;
+    let Some(response) = stored else {
+        drop(transaction);
+        return key
+            .replay_concurrent(&state.pool, &request, &fingerprint(&sha))
+            .await;
+    };
     transaction.commit().await?;
     tracing::info!(%campaign_id, %wash_id, contacts_matched = outcome.contacts_matched, "wash result attached");
     Ok(response)

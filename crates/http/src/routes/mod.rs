@@ -178,31 +178,43 @@ where
     let mut claim = ClaimGuard {
         pool: state.pool.clone(),
         partner_id,
-        key: Some(scoped_key),
+        key: Some(scoped_key.clone()),
     };
     let result = work.await;
-    let scoped_key = claim.key.take().unwrap_or_default();
+    claim.key = None;
+    let pool = state.pool.clone();
     match result {
         Ok((status, body)) => {
             let body: Value = serde_json::to_value(body).map_err(|e| ApiError::internal(&e))?;
-            keys::complete_key(
-                &state.pool,
+            let recorded = keys::complete_key(
+                &pool,
                 partner_id,
                 &scoped_key,
                 i32::from(status.as_u16()),
                 &body,
             )
-            .await?;
+            .await;
+            if recorded.is_err() {
+                // The work is done, so the response is sent. Recording it is
+                // tried again, or a repeat after the claim expires would do
+                // the work a second time.
+                let stored = body.clone();
+                let code = i32::from(status.as_u16());
+                retry_later(partner_id, move || {
+                    let (pool, key, stored) = (pool.clone(), scoped_key.clone(), stored.clone());
+                    async move { keys::complete_key(&pool, partner_id, &key, code, &stored).await }
+                });
+            }
             Ok(HttpResponse::build(status).json(body))
         }
         Err(error) => {
-            if keys::release_key(&state.pool, partner_id, &scoped_key)
+            if keys::release_key(&pool, partner_id, &scoped_key)
                 .await
                 .is_err()
             {
                 // Most likely every connection is busy: try again shortly,
                 // so the key is not stuck until its claim is abandoned.
-                release_later(state.pool.clone(), partner_id, scoped_key);
+                release_later(pool, partner_id, scoped_key);
             }
             Err(error)
         }
@@ -225,14 +237,27 @@ impl Drop for ClaimGuard {
     }
 }
 
-/// Attempts to release a claimed key for about a minute, in the background.
+/// Releases a claimed key in the background, trying for about a minute.
 fn release_later(pool: sqlx::PgPool, partner_id: Uuid, key: String) {
+    retry_later(partner_id, move || {
+        let (pool, key) = (pool.clone(), key.clone());
+        async move { outbound_persistence::imports::release_key(&pool, partner_id, &key).await }
+    });
+}
+
+/// Runs a write to an `Idempotency-Key` in the background, every 2 seconds
+/// until it succeeds, for about a minute.
+fn retry_later<F, Attempt>(partner_id: Uuid, mut write: F)
+where
+    F: FnMut() -> Attempt + 'static,
+    Attempt: std::future::Future<Output = sqlx::Result<()>> + 'static,
+{
     actix_web::rt::spawn(async move {
         for _ in 0..30 {
-            match outbound_persistence::imports::release_key(&pool, partner_id, &key).await {
+            match write().await {
                 Ok(()) => return,
                 Err(error) => {
-                    tracing::warn!(%partner_id, %error, "an Idempotency-Key could not be released yet");
+                    tracing::warn!(%partner_id, %error, "an Idempotency-Key could not be updated yet");
                 }
             }
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
